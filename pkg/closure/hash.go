@@ -1,0 +1,318 @@
+package closure
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/nix-community/go-nix/pkg/nar"
+)
+
+// HashOptions say where Hash finds the files and what it checks.
+type HashOptions struct {
+	// Root is prepended to every store path to find its files: store path
+	// /nix/store/x is read from Root/nix/store/x. Empty means "/".
+	Root string
+	// Verify hashes the paths whose hash the graph carries as well, and
+	// fails when the files disagree with it.
+	Verify bool
+	// Workers bounds how many store paths are hashed at once; 0 means
+	// GOMAXPROCS.
+	Workers int
+}
+
+// errDotDotName: go-nix's NAR writer derives entry names with filepath.Rel
+// and takes a name starting with ".." for a step up the tree, so it fails on
+// such a name (Nix itself accepts it). Say so instead of its own message.
+var errDotDotName = errors.New(`file names starting with ".." cannot be serialized by the NAR writer in use (github.com/nix-community/go-nix/pkg/nar)`)
+
+// readBufferSize is the size of the reads from a file. Large reads keep the
+// number of system calls and NAR-writer calls per byte low; SHA-256 is then
+// the only per-byte cost.
+const readBufferSize = 1 << 20
+
+// Hash computes the NAR hash and size of the store paths whose graph entry
+// lacks them and, with Verify, checks the ones it has. It reads Root+Path
+// with lstat only (symlinks are serialized, never followed), streams file
+// contents through the hash, and works on several store paths at once. A
+// path whose graph entry has a hash but NAR size 0 (as old registrations
+// have) is hashed too, and a hash that then disagrees is an error even
+// without Verify. Errors name the store path; on error the closure is left
+// partly updated.
+func (c *Closure) Hash(ctx context.Context, opts HashOptions) error {
+	root := opts.Root
+	if root == "" {
+		root = "/"
+	}
+	var todo []int
+	for i := range c.Paths {
+		p := &c.Paths[i]
+		if opts.Verify || p.NarHash == "" || p.NarSize == 0 {
+			todo = append(todo, i)
+		}
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	// Largest first, where the graph tells the size, so that one big path
+	// does not start last and keep a single core busy at the end.
+	sort.SliceStable(todo, func(a, b int) bool { return c.Paths[todo[a]].NarSize > c.Paths[todo[b]].NarSize })
+
+	workers := opts.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	workers = min(workers, len(todo))
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg       sync.WaitGroup
+		once     sync.Once
+		firstErr error
+		jobs     = make(chan int)
+	)
+	fail := func(err error) {
+		once.Do(func() { firstErr = err; cancel() })
+	}
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			h := newNarHasher()
+			for i := range jobs {
+				if err := c.hashOne(ctx, h, root, &c.Paths[i]); err != nil {
+					fail(err)
+				}
+			}
+		}()
+	}
+feed:
+	for _, i := range todo {
+		select {
+		case jobs <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("hashing store paths: %w", err)
+	}
+	return nil
+}
+
+func (c *Closure) hashOne(ctx context.Context, h *narHasher, root string, p *Path) error {
+	if err := ctx.Err(); err != nil {
+		return nil // the caller reports the cancellation or the first error
+	}
+	fsPath := filepath.Join(root, p.Path)
+	sum, size, err := h.hashPath(ctx, fsPath)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("%s: %w", p.Path, err)
+	}
+	got := formatNarHash(sum)
+	if p.NarHash != "" && (got != p.NarHash || (p.NarSize != 0 && size != p.NarSize)) {
+		return fmt.Errorf("%s: the files at %s do not match the graph: NAR hash %s, size %d; the graph says %s, size %d (wrong --root, or a damaged store?)",
+			p.Path, fsPath, got, size, p.NarHash, p.NarSize)
+	}
+	p.NarHash, p.NarSize = got, size
+	return nil
+}
+
+// narHasher serializes one store path at a time into SHA-256. A worker
+// keeps one, so its buffers are allocated once.
+type narHasher struct {
+	sum   hash.Hash
+	count countingWriter
+	bw    *bufio.Writer
+	buf   []byte
+}
+
+// countingWriter feeds the hash and counts the NAR's bytes.
+type countingWriter struct {
+	w io.Writer
+	n uint64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += uint64(n)
+	return n, err
+}
+
+func newNarHasher() *narHasher {
+	h := &narHasher{sum: sha256.New(), buf: make([]byte, readBufferSize)}
+	h.count.w = h.sum
+	// The NAR writer emits its framing as many 8-byte writes; the buffer
+	// turns them into few hash updates. File contents, written in large
+	// pieces, go past it.
+	h.bw = bufio.NewWriterSize(&h.count, 64<<10)
+	return h
+}
+
+// hashPath returns the SHA-256 and the length of the NAR serialization of
+// the file tree at fsPath.
+func (h *narHasher) hashPath(ctx context.Context, fsPath string) ([]byte, uint64, error) {
+	h.sum.Reset()
+	h.count.n = 0
+	h.bw.Reset(&h.count)
+	nw, err := nar.NewWriter(h.bw)
+	if err != nil {
+		return nil, 0, err
+	}
+	walkErr := h.walk(ctx, nw, fsPath, "/")
+	// Close also stops the writer's goroutine after a failed walk.
+	closeErr := nw.Close()
+	if walkErr != nil {
+		return nil, 0, walkErr
+	}
+	if closeErr != nil {
+		return nil, 0, fmt.Errorf("writing NAR of %s: %w", fsPath, closeErr)
+	}
+	if err := h.bw.Flush(); err != nil {
+		return nil, 0, err
+	}
+	return h.sum.Sum(nil), h.count.n, nil
+}
+
+// walk writes the node at fsPath, named narPath inside the NAR, and
+// everything below it.
+func (h *narHasher) walk(ctx context.Context, nw *nar.Writer, fsPath, narPath string) error {
+	fi, err := os.Lstat(fsPath)
+	if err != nil {
+		return err
+	}
+	switch mode := fi.Mode(); {
+	case mode&os.ModeSymlink != 0:
+		target, err := os.Readlink(fsPath)
+		if err != nil {
+			return err
+		}
+		return writeHeader(nw, fsPath, &nar.Header{Path: narPath, Type: nar.TypeSymlink, LinkTarget: target})
+
+	case mode.IsDir():
+		if err := writeHeader(nw, fsPath, &nar.Header{Path: narPath, Type: nar.TypeDirectory}); err != nil {
+			return err
+		}
+		names, err := readDirNames(fsPath)
+		if err != nil {
+			return err
+		}
+		for _, name := range names {
+			if strings.HasPrefix(name, "..") {
+				return fmt.Errorf("%s/%s: %w", fsPath, name, errDotDotName)
+			}
+			child := narPath + "/" + name
+			if narPath == "/" {
+				child = "/" + name
+			}
+			if err := h.walk(ctx, nw, fsPath+"/"+name, child); err != nil {
+				return err
+			}
+		}
+		return nil
+
+	case mode.IsRegular():
+		// Nix marks a file executable when its owner may execute it.
+		hdr := &nar.Header{Path: narPath, Type: nar.TypeRegular, Size: fi.Size(), Executable: mode&0o100 != 0}
+		if err := writeHeader(nw, fsPath, hdr); err != nil {
+			return err
+		}
+		return h.copyFile(ctx, nw, fsPath, fi.Size())
+
+	default:
+		return fmt.Errorf("%s: cannot be put in a NAR: it is a %s, not a file, directory or symlink", fsPath, typeName(mode))
+	}
+}
+
+func writeHeader(nw *nar.Writer, fsPath string, hdr *nar.Header) error {
+	if err := nw.WriteHeader(hdr); err != nil {
+		return fmt.Errorf("%s: writing NAR entry %q: %w", fsPath, hdr.Path, err)
+	}
+	return nil
+}
+
+// readDirNames lists a directory in the bytewise order NAR requires.
+func readDirNames(fsPath string) ([]string, error) {
+	d, err := os.Open(fsPath)
+	if err != nil {
+		return nil, err
+	}
+	names, err := d.Readdirnames(-1)
+	d.Close()
+	if err != nil {
+		return nil, fmt.Errorf("reading directory %s: %w", fsPath, err)
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// copyFile streams the file's contents into the NAR and checks that it
+// still has the size its header announced.
+func (h *narHasher) copyFile(ctx context.Context, nw *nar.Writer, fsPath string, size int64) error {
+	f, err := os.OpenFile(fsPath, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var n int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		m, rerr := f.Read(h.buf)
+		if m > 0 {
+			if n+int64(m) > size {
+				return fmt.Errorf("%s: file grew while it was being hashed (expected %d bytes)", fsPath, size)
+			}
+			if _, err := nw.Write(h.buf[:m]); err != nil {
+				return fmt.Errorf("%s: writing NAR: %w", fsPath, err)
+			}
+			n += int64(m)
+		}
+		if errors.Is(rerr, io.EOF) {
+			break
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
+	if n != size {
+		return fmt.Errorf("%s: file shrank while it was being hashed (read %d of %d bytes)", fsPath, n, size)
+	}
+	return nil
+}
+
+func typeName(mode os.FileMode) string {
+	switch {
+	case mode&os.ModeNamedPipe != 0:
+		return "named pipe"
+	case mode&os.ModeSocket != 0:
+		return "socket"
+	case mode&os.ModeCharDevice != 0:
+		return "character device"
+	case mode&os.ModeDevice != 0:
+		return "block device"
+	default:
+		return "special file"
+	}
+}
