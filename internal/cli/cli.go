@@ -9,7 +9,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"strings"
 )
@@ -21,15 +20,6 @@ type Env struct {
 	Stdout  io.Writer
 	Stderr  io.Writer
 	Version string
-	// Getenv defaults to os.Getenv.
-	Getenv func(string) string
-}
-
-func (e *Env) getenv(key string) string {
-	if e.Getenv != nil {
-		return e.Getenv(key)
-	}
-	return os.Getenv(key)
 }
 
 // UsageError marks a command line that cannot be run; it exits with 2.

@@ -1,0 +1,442 @@
+// Package build runs the whole pipeline that turns a closure into an ext4
+// image: closure → plan → script → mkfs → debugfs → e2fsck → checks.
+package build
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mkext4fs/mkext4fs/internal/compress"
+	"github.com/mkext4fs/mkext4fs/internal/e2fs"
+	"github.com/mkext4fs/mkext4fs/pkg/closure"
+	"github.com/mkext4fs/mkext4fs/pkg/debugfsgen"
+	"github.com/mkext4fs/mkext4fs/pkg/plan"
+)
+
+// Options describe one image.
+type Options struct {
+	// Output is the image file to write. It appears only once complete.
+	Output string
+	// Graphs are the exportReferencesGraph files.
+	Graphs  []string
+	Closure closure.Options
+	// Root is prefixed to store paths to find them on this machine.
+	Root string
+	// Files is a directory copied to the image root.
+	Files string
+	// RegistrationPath is where the registration goes in the image.
+	RegistrationPath string
+	// Timestamp is every inode's and the filesystem's time.
+	Timestamp int64
+	UID, GID  uint32
+	// Headroom is the unreserved free space the image keeps, in bytes;
+	// ExtraInodes the free inodes.
+	Headroom    int64
+	ExtraInodes int64
+	// ReservedPercent of the blocks are reserved for root, as mke2fs -m.
+	ReservedPercent float64
+	Label, UUID     string
+	// Features is the complete list of ext4 features of the image.
+	Features []string
+	Optimise bool
+	// NoVerifyHashes trusts the hashes the graph carries.
+	NoVerifyHashes bool
+	// Compress is "" or "zstd".
+	Compress string
+	Tools    e2fs.Tools
+	// Log receives the progress lines; Verbose (optional) every command.
+	Log     io.Writer
+	Verbose io.Writer
+	// StageBytes overrides plan.DefaultStageBytes (tests).
+	StageBytes int64
+	// ToolVersion goes into the report.
+	ToolVersion string
+}
+
+// Prepared is the result of the steps before mkfs: the closure, the plan
+// and the script.
+type Prepared struct {
+	Closure *closure.Closure
+	Tree    *plan.Tree
+	Script  *debugfsgen.Script
+	// Registration is the planned registration file.
+	Registration *plan.Node
+}
+
+// maxRegistrationBytes bounds the registration of a closure: every field
+// at its longest (a 20-digit NAR size, a 52-character hash).
+func maxRegistrationBytes(c *closure.Closure) int64 {
+	var n int64
+	for _, p := range c.Paths {
+		n += int64(len(p.Path)) + 1 + int64(len("sha256:")+52) + 1 + 20 + 1 + 1 + 20 + 1
+		for _, r := range p.References {
+			n += int64(len(r)) + 1
+		}
+	}
+	return n
+}
+
+// Prepare loads the closure, walks the content and generates the script.
+// It runs nothing and writes nothing.
+func Prepare(ctx context.Context, o *Options) (*Prepared, error) {
+	c, err := closure.Load(o.Graphs, o.Closure)
+	if err != nil {
+		return nil, err
+	}
+	t, err := plan.Walk(ctx, plan.Options{
+		Root:       o.Root,
+		StoreDir:   c.StoreDir,
+		StorePaths: c.PathNames(),
+		Files:      o.Files,
+		UID:        o.UID,
+		GID:        o.GID,
+		Optimise:   o.Optimise,
+		StageBytes: o.StageBytes,
+	})
+	if err != nil {
+		return nil, err
+	}
+	reg, err := t.AddLate(o.RegistrationPath, maxRegistrationBytes(c), 0o444)
+	if err != nil {
+		return nil, fmt.Errorf("--registration-path: %w", err)
+	}
+	s, err := debugfsgen.Generate(t, debugfsgen.Options{})
+	if err != nil {
+		return nil, err
+	}
+	return &Prepared{Closure: c, Tree: t, Script: s, Registration: reg}, nil
+}
+
+// Result tells what a build made.
+type Result struct {
+	Report *Report
+}
+
+type logger struct {
+	w     io.Writer
+	start time.Time
+}
+
+func (l *logger) printf(format string, args ...any) {
+	if l.w == nil {
+		return
+	}
+	fmt.Fprintf(l.w, format+"\n", args...)
+}
+
+// Build makes the image. On any failure, and when ctx is cancelled,
+// nothing is left at Output and the temporary files are removed.
+func Build(ctx context.Context, o Options) (res *Result, err error) {
+	start := time.Now()
+	log := &logger{w: o.Log, start: start}
+	rep := newReport(&o)
+	phase := rep.phaser()
+
+	if err := o.Tools.Resolve(); err != nil {
+		return nil, err
+	}
+	version, err := o.Tools.E2fsprogsVersion(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if version.Less(e2fs.MinVersion) {
+		return nil, fmt.Errorf("e2fsprogs %s is too old: mkext4fs needs %s or newer", version, e2fs.MinVersion)
+	}
+	rep.E2fsprogs = version.String()
+
+	prep, err := Prepare(ctx, &o)
+	if err != nil {
+		return nil, err
+	}
+	phase("plan")
+	c, t := prep.Closure, prep.Tree
+	stats := t.Stats()
+	log.printf("closure: %d store paths; content: %d directories, %d files, %d symlinks, %s",
+		len(c.Paths), stats.Dirs, stats.Files, stats.Symlinks, humanBytes(stats.Bytes))
+	if big := bigFile(t); big != nil && version == (e2fs.Version{Major: 1, Minor: 47, Patch: 3}) {
+		return nil, fmt.Errorf("%s: %s is larger than 2 GiB, which e2fsprogs 1.47.3 cannot copy (\"Ext2 file too big\"); use e2fsprogs 1.47.4 or newer (or 1.47.2)", big.Path(), humanBytes(big.Size))
+	}
+
+	// Hash while the image is populated: the registration goes in last.
+	hashDone := make(chan error, 1)
+	hashCtx, cancelHash := context.WithCancel(ctx)
+	defer cancelHash()
+	go func() {
+		hashDone <- c.Hash(hashCtx, closure.HashOptions{Root: o.Root, Verify: !o.NoVerifyHashes})
+	}()
+	hashWait := func() error {
+		select {
+		case err := <-hashDone:
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+
+	dir := filepath.Dir(o.Output)
+	work, err := os.MkdirTemp(dir, ".mkext4fs-")
+	if err != nil {
+		return nil, fmt.Errorf("temporary directory beside --output: %w", err)
+	}
+	defer func() {
+		cancelHash()
+		if rmErr := os.RemoveAll(work); rmErr != nil && err == nil {
+			err = fmt.Errorf("remove %s: %w", work, rmErr)
+		}
+	}()
+	cfg := filepath.Join(work, "config")
+	if err := os.Mkdir(cfg, 0o700); err != nil {
+		return nil, err
+	}
+	r := &e2fs.Runner{Tools: o.Tools, Time: o.Timestamp, ConfigDir: cfg, Verbose: o.Verbose}
+
+	csum := contains(o.Features, "metadata_csum")
+	mkfsFeatures := o.Features
+	if csum {
+		// Checksums are added at the end: debugfs would verify one on
+		// every directory block it scans.
+		mkfsFeatures = without(o.Features, "metadata_csum", "metadata_csum_seed")
+	}
+	if err := r.WriteConfig(mkfsFeatures); err != nil {
+		return nil, err
+	}
+	need := t.Need(plan.Geometry{MetadataCsum: csum})
+	geo, err := fitSize(ctx, r, work, &o, need)
+	if err != nil {
+		return nil, err
+	}
+	log.printf("plan: %d inodes, %s of data; image %s (%d blocks, %d inodes)",
+		need.Inodes, humanBytes(need.DataBlocks*plan.BlockSize), humanBytes(geo.Blocks*plan.BlockSize), geo.Blocks, geo.Inodes)
+	phase("size")
+
+	image := filepath.Join(work, "image")
+	if err := createSparse(image, geo.Blocks*plan.BlockSize); err != nil {
+		return nil, err
+	}
+	if err := r.Mkfs(ctx, image, geo.mkfsOptions(&o)); err != nil {
+		return nil, hostSpace(err, dir)
+	}
+	phase("mkfs")
+
+	total := prep.Script.Lines()
+	done := 0
+	progress := newProgress(log, total)
+	for i, lines := range prep.Script.Phases {
+		if i > 0 {
+			if err := r.Optimize(ctx, image); err != nil {
+				return nil, hostSpace(err, dir)
+			}
+		}
+		if i == 0 {
+			// Directory hashes the same on every build host: mke2fs marks
+			// them signed or unsigned by the host's char type.
+			lines = append([]string{"ssv flags 1"}, lines...)
+		}
+		base := done
+		if err := r.Debugfs(ctx, image, lines, func(n int) { progress(base + n) }); err != nil {
+			return nil, imageSpace(hostSpace(err, dir), need, geo)
+		}
+		done += len(lines)
+	}
+	phase("populate")
+
+	if err := hashWait(); err != nil {
+		return nil, err
+	}
+	log.printf("hashed %d store paths, %s of NAR", len(c.Paths), humanBytes(int64(c.NarBytes())))
+	phase("hash")
+	var reg bytes.Buffer
+	if err := c.WriteRegistration(&reg); err != nil {
+		return nil, err
+	}
+	regFile := filepath.Join(work, "registration")
+	if err := os.WriteFile(regFile, reg.Bytes(), 0o444); err != nil {
+		return nil, hostSpace(err, dir)
+	}
+	prep.Registration.Host = regFile
+	late, err := debugfsgen.Late(t)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.Debugfs(ctx, image, late, nil); err != nil {
+		return nil, imageSpace(hostSpace(err, dir), need, geo)
+	}
+	if err := t.CheckUnchanged(); err != nil {
+		return nil, err
+	}
+	if csum {
+		if err := r.EnableFeatures(ctx, image, []string{"metadata_csum"}); err != nil {
+			return nil, hostSpace(err, dir)
+		}
+	}
+	if err := r.Optimize(ctx, image); err != nil {
+		return nil, hostSpace(err, dir)
+	}
+	if err := r.Check(ctx, image); err != nil {
+		return nil, err
+	}
+	sb, err := e2fs.ReadSuperblock(image)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkResult(sb, &o, need, geo, int64(reg.Len())); err != nil {
+		return nil, err
+	}
+	phase("verify")
+
+	final := image
+	if o.Compress == "zstd" {
+		final = image + ".zst"
+		if err := compressFile(ctx, image, final); err != nil {
+			return nil, hostSpace(err, dir)
+		}
+		phase("compress")
+	}
+	if err := syncFile(final); err != nil {
+		return nil, hostSpace(err, dir)
+	}
+	rep.fill(sb, c, t, need, geo)
+	rep.Seconds["total"] = round(time.Since(start).Seconds())
+	if err := os.Rename(final, o.Output); err != nil {
+		return nil, fmt.Errorf("move the image to %s: %w", o.Output, err)
+	}
+	log.printf("wrote %s (%s, %d inodes, %d store paths) in %.1f s",
+		o.Output, humanBytes(int64(sb.BlocksCount)*plan.BlockSize), sb.UsedInodes(), len(c.Paths), time.Since(start).Seconds())
+	return &Result{Report: rep}, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func without(list []string, drop ...string) []string {
+	var out []string
+	for _, x := range list {
+		if !contains(drop, x) {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+func bigFile(t *plan.Tree) *plan.Node {
+	var big *plan.Node
+	t.Walk(func(n *plan.Node) bool {
+		if n.Kind == plan.File && n.Size > 2<<30 && big == nil {
+			big = n
+		}
+		return big == nil
+	})
+	return big
+}
+
+func createSparse(name string, size int64) error {
+	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	if err := f.Truncate(size); err != nil {
+		f.Close()
+		return fmt.Errorf("make the image file of %s: %w", humanBytes(size), err)
+	}
+	return f.Close()
+}
+
+func syncFile(name string) error {
+	f, err := os.OpenFile(name, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("sync %s: %w", name, err)
+	}
+	return f.Close()
+}
+
+func compressFile(ctx context.Context, src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	if err := compress.Zstd(ctx, out, in); err != nil {
+		out.Close()
+		return fmt.Errorf("compress the image: %w", err)
+	}
+	return out.Close()
+}
+
+// newProgress returns a function that logs progress every few seconds.
+func newProgress(log *logger, total int) func(done int) {
+	var mu sync.Mutex
+	last := time.Now()
+	return func(done int) {
+		mu.Lock()
+		defer mu.Unlock()
+		if time.Since(last) < 3*time.Second || total == 0 {
+			return
+		}
+		last = time.Now()
+		log.printf("populate: %d/%d commands (%d%%)", done, total, done*100/total)
+	}
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.2f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// hostSpace tells the build host's full disk apart from a full image.
+func hostSpace(err error, dir string) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "No space left on device") || isENOSPC(err) {
+		return fmt.Errorf("the build host's disk is full: no space left in %s (the image is built there, beside --output): %w", dir, err)
+	}
+	return err
+}
+
+// imageSpace tells a full image apart from other debugfs failures.
+func imageSpace(err error, need plan.Need, geo *geometry) error {
+	var de *e2fs.DebugfsError
+	if errors.As(err, &de) {
+		m := de.Message
+		switch {
+		case strings.Contains(m, "Could not allocate inode"), strings.Contains(m, "No free inodes"):
+			return fmt.Errorf("the image ran out of inodes (%d planned for %d entries): %w; please report this", geo.Inodes, need.Inodes, err)
+		case strings.Contains(m, "Could not allocate block"), strings.Contains(m, "No free space in the directory"):
+			return fmt.Errorf("the image ran out of blocks (%d planned): %w; please report this", geo.Blocks, err)
+		}
+	}
+	return err
+}
+
+func round(x float64) float64 { return float64(int64(x*1000+0.5)) / 1000 }

@@ -1,0 +1,154 @@
+package build
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"syscall"
+
+	"github.com/mkext4fs/mkext4fs/internal/e2fs"
+	"github.com/mkext4fs/mkext4fs/pkg/plan"
+)
+
+// geometry is the size of the filesystem to make.
+type geometry struct {
+	Blocks, Inodes, BlocksPerGroup int64
+}
+
+func (g *geometry) mkfsOptions(o *Options) e2fs.MkfsOptions {
+	return e2fs.MkfsOptions{
+		Blocks: g.Blocks, Inodes: g.Inodes, BlocksPerGroup: g.BlocksPerGroup,
+		ReservedPercent: o.ReservedPercent, Label: o.Label, UUID: o.UUID,
+	}
+}
+
+const (
+	// firstInode: inodes 1-10 are reserved, 11 is lost+found.
+	firstInode    = 11
+	maxIPG        = plan.BlockSize * 8 // one inode bitmap block per group
+	defaultBPG    = plan.BlockSize * 8
+	minBlocks     = 4096 // below this mke2fs makes no journal
+	maxIterations = 16
+)
+
+// wantedFree is the unreserved free space, in blocks, the empty filesystem
+// must have: the content, plus the headroom or what the build holds for a
+// while, whichever is more.
+func wantedFree(o *Options, need plan.Need) int64 {
+	headroom := (o.Headroom + plan.BlockSize - 1) / plan.BlockSize
+	if need.PeakBlocks > headroom {
+		headroom = need.PeakBlocks
+	}
+	return need.Blocks() + headroom
+}
+
+func wantedInodes(o *Options, need plan.Need) int64 {
+	return firstInode + need.Inodes + need.PeakInodes + o.ExtraInodes
+}
+
+// layout picks the blocks per group: fewer than the default when the inodes
+// would not fit in the groups of the default size.
+func layout(blocks, inodes int64) geometry {
+	g := geometry{Blocks: blocks, Inodes: inodes}
+	groups := (blocks + defaultBPG - 1) / defaultBPG
+	if need := (inodes + maxIPG - 1) / maxIPG; need > groups {
+		g.BlocksPerGroup = (blocks / need) &^ 7
+	}
+	return g
+}
+
+// fitSize finds the smallest filesystem that holds the content with the
+// free space asked for, by making empty filesystems of candidate sizes and
+// reading their free counts: mke2fs itself says what its overhead is.
+func fitSize(ctx context.Context, r *e2fs.Runner, work string, o *Options, need plan.Need) (*geometry, error) {
+	want := wantedFree(o, need)
+	inodes := wantedInodes(o, need)
+	usable := 1 - o.ReservedPercent/100
+	if usable <= 0.05 {
+		return nil, fmt.Errorf("--reserved-percent %g leaves too little", o.ReservedPercent)
+	}
+	// First guess: the content, the inode tables, a journal and bitmaps.
+	size := int64(float64(want)/usable) + inodes*256/plan.BlockSize + 1024 + want/64
+	if size < minBlocks {
+		size = minBlocks
+	}
+	trial := filepath.Join(work, "trial")
+	var best *geometry
+	tried := map[int64]bool{}
+	for i := 0; i < maxIterations && !tried[size]; i++ {
+		tried[size] = true
+		g := layout(size, inodes)
+		if err := os.Remove(trial); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+		if err := createSparse(trial, size*plan.BlockSize); err != nil {
+			return nil, err
+		}
+		if err := r.Mkfs(ctx, trial, g.mkfsOptions(o)); err != nil {
+			return nil, fmt.Errorf("sizing the image: %w", err)
+		}
+		sb, err := e2fs.ReadSuperblock(trial)
+		if err != nil {
+			return nil, err
+		}
+		surplus := sb.UnreservedFree() - want
+		inodeSurplus := int64(sb.FreeInodes) - (inodes - firstInode)
+		if surplus >= 0 && inodeSurplus >= 0 && (best == nil || g.Blocks < best.Blocks) {
+			gg := g
+			best = &gg
+		}
+		tolerance := 8 + size/2000
+		if surplus >= 0 && surplus <= tolerance && inodeSurplus >= 0 {
+			break
+		}
+		step := int64(float64(surplus) / usable)
+		switch {
+		case surplus < 0 && step > -16:
+			step = -16
+		case surplus > 0 && step == 0:
+			step = 1
+		}
+		if inodeSurplus < 0 && step > -256 {
+			step = -256 // more groups
+		}
+		size -= step
+		if size < minBlocks {
+			size = minBlocks
+		}
+	}
+	os.Remove(trial)
+	if best == nil {
+		return nil, fmt.Errorf("sizing the image: no size found that holds %d blocks and %d inodes", want, inodes)
+	}
+	return best, nil
+}
+
+// checkResult compares the finished filesystem with the plan.
+func checkResult(sb *e2fs.Superblock, o *Options, need plan.Need, geo *geometry, regBytes int64) error {
+	got := sb.Features()
+	want := append([]string(nil), o.Features...)
+	sort.Strings(want)
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		return fmt.Errorf("the image has features %v, not the %v asked for", got, want)
+	}
+	if used := int64(sb.UsedInodes()); used != firstInode+need.Inodes {
+		return fmt.Errorf("the image uses %d inodes where the plan has %d: content was lost or added", used, firstInode+need.Inodes)
+	}
+	headroom := (o.Headroom + plan.BlockSize - 1) / plan.BlockSize
+	if free := sb.UnreservedFree(); free < headroom {
+		return fmt.Errorf("the image has %d free blocks where %d were planned; please report this", free, headroom)
+	}
+	if int64(sb.FreeInodes) < o.ExtraInodes {
+		return fmt.Errorf("the image has %d free inodes where %d were asked for; please report this", sb.FreeInodes, o.ExtraInodes)
+	}
+	_ = regBytes
+	_ = geo
+	return nil
+}
+
+func isENOSPC(err error) bool {
+	return errors.Is(err, syscall.ENOSPC)
+}

@@ -1,0 +1,263 @@
+package e2fs
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// WriteConfig writes the mke2fs.conf and e2fsck.conf the tools read
+// instead of the host's. features is the mkfs feature list.
+func (r *Runner) WriteConfig(features []string) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "[defaults]\n")
+	fmt.Fprintf(&b, "\tbase_features = %s\n", strings.Join(features, ","))
+	b.WriteString("\tdefault_mntopts = acl,user_xattr\n" +
+		"\tenable_periodic_fsck = 0\n" +
+		"\tblocksize = 4096\n" +
+		"\tinode_size = 256\n" +
+		"\tinode_ratio = 16384\n" +
+		"\tflex_bg_size = 16\n" +
+		"\thash_alg = half_md4\n" +
+		"\tlazy_itable_init = false\n" +
+		"\tlazy_journal_init = true\n" +
+		"\n[fs_types]\n")
+	// Usage types mke2fs picks by size; defined so that it does not warn.
+	for _, t := range []string{"ext4", "floppy", "small", "default", "big", "huge"} {
+		fmt.Fprintf(&b, "\t%s = {\n\t\tinode_ratio = 16384\n\t}\n", t)
+	}
+	if err := os.WriteFile(filepath.Join(r.ConfigDir, "mke2fs.conf"), []byte(b.String()), 0o644); err != nil {
+		return fmt.Errorf("write mke2fs.conf: %w", err)
+	}
+	fsck := "[options]\n\tindexed_dir_slack_percentage = 20\n\tno_optimize_extents = true\n\tbroken_system_clock = true\n"
+	if err := os.WriteFile(filepath.Join(r.ConfigDir, "e2fsck.conf"), []byte(fsck), 0o644); err != nil {
+		return fmt.Errorf("write e2fsck.conf: %w", err)
+	}
+	return nil
+}
+
+// MkfsOptions are the parameters of a new filesystem.
+type MkfsOptions struct {
+	Blocks          int64
+	Inodes          int64
+	BlocksPerGroup  int64 // 0: mke2fs' default
+	ReservedPercent float64
+	Label, UUID     string
+}
+
+// Mkfs makes an empty filesystem of o.Blocks blocks in image, which must
+// exist (it is not truncated).
+func (r *Runner) Mkfs(ctx context.Context, image string, o MkfsOptions) error {
+	args := []string{"-q", "-F", "-t", "ext4", "-b", "4096", "-I", "256",
+		"-N", strconv.FormatInt(o.Inodes, 10),
+		"-m", strconv.FormatFloat(o.ReservedPercent, 'f', -1, 64),
+		"-L", o.Label, "-U", o.UUID,
+		// One -E: before 1.47.4 mke2fs keeps only the last.
+		"-E", "hash_seed=" + o.UUID + ",root_owner=0:0,nodiscard,lazy_itable_init=0,lazy_journal_init=1",
+	}
+	if o.BlocksPerGroup > 0 {
+		args = append(args, "-g", strconv.FormatInt(o.BlocksPerGroup, 10))
+	}
+	args = append(args, image, strconv.FormatInt(o.Blocks, 10))
+	out, _, err := r.run(ctx, r.Tools.Mke2fs, nil, args...)
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(out) != "" {
+		return &ToolError{Argv: append([]string{"mke2fs"}, args...), Err: errors.New("unexpected output"), Output: out}
+	}
+	return nil
+}
+
+// DebugfsError is a command of a script that debugfs reported as failed.
+type DebugfsError struct {
+	// Line is the 1-based line of the script, Command its text.
+	Line    int
+	Command string
+	// Message is what debugfs printed about it.
+	Message string
+	// More counts further messages.
+	More int
+}
+
+func (e *DebugfsError) Error() string {
+	msg := fmt.Sprintf("debugfs: script line %d %q: %s", e.Line, e.Command, e.Message)
+	if e.More > 0 {
+		msg += fmt.Sprintf(" (and %d more messages)", e.More)
+	}
+	return msg
+}
+
+var (
+	allocatedRE = regexp.MustCompile(`^Allocated inode: \d+$`)
+	bannerRE    = regexp.MustCompile(`^debugfs \d+\.\d+`)
+)
+
+// Debugfs feeds the script lines to debugfs -w on image and checks every
+// line it prints. progress, if set, is called with the number of commands
+// done from time to time.
+func (r *Runner) Debugfs(ctx context.Context, image string, lines []string, progress func(done int)) error {
+	cmd := r.command(ctx, r.Tools.Debugfs, "-w", "-f", "-", image)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return err
+	}
+	// stdout and stderr on one pipe: debugfs writes both unbuffered, so
+	// an error message follows the echo of the command that caused it.
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	cmd.Stdout, cmd.Stderr = pw, pw
+	if err := cmd.Start(); err != nil {
+		pr.Close()
+		pw.Close()
+		return &ToolError{Argv: []string{"debugfs", "-w", "-f", "-", image}, Err: err}
+	}
+	pw.Close()
+
+	writeErr := make(chan error, 1)
+	go func() {
+		w := bufio.NewWriterSize(stdin, 256*1024)
+		var err error
+		for _, l := range lines {
+			if _, err = w.WriteString(l); err != nil {
+				break
+			}
+			if err = w.WriteByte('\n'); err != nil {
+				break
+			}
+		}
+		if err == nil {
+			err = w.Flush()
+		}
+		if cerr := stdin.Close(); err == nil {
+			err = cerr
+		}
+		writeErr <- err
+	}()
+
+	var (
+		next     int // index of the next command to be echoed
+		firstErr *DebugfsError
+		other    []string
+	)
+	report := func(msg string) {
+		if firstErr != nil {
+			firstErr.More++
+			return
+		}
+		if next == 0 {
+			other = append(other, msg)
+			return
+		}
+		firstErr = &DebugfsError{Line: next, Command: lines[next-1], Message: msg}
+	}
+	scanErr := scanLines(pr, func(line string) error {
+		switch {
+		case next < len(lines) && strings.HasPrefix(line, "debugfs: ") && line[len("debugfs: "):] == lines[next]:
+			next++
+			if r.Verbose != nil {
+				fmt.Fprintln(r.Verbose, lines[next-1])
+			}
+			if progress != nil && next%4096 == 0 {
+				progress(next)
+			}
+		case next == 0 && bannerRE.MatchString(line):
+		case next > 0 && allocatedRE.MatchString(line) && strings.HasPrefix(lines[next-1], "write "):
+		case next > 0 && line == "" && strings.HasPrefix(lines[next-1], "rmdir "):
+			// kill_file_by_inode ends its (empty) report with a newline.
+		default:
+			report(line)
+		}
+		return nil
+	})
+	pr.Close()
+	werr := <-writeErr
+	waitErr := cmd.Wait()
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if firstErr != nil {
+		return firstErr
+	}
+	argv := []string{"debugfs", "-w", "-f", "-", image}
+	if len(other) > 0 {
+		return &ToolError{Argv: argv, Err: errors.New("failed"), Output: strings.Join(other, "\n")}
+	}
+	if waitErr != nil {
+		return &ToolError{Argv: argv, Err: fmt.Errorf("%w after %d of %d commands", waitErr, next, len(lines))}
+	}
+	if scanErr != nil {
+		return fmt.Errorf("reading debugfs output: %w", scanErr)
+	}
+	if next != len(lines) {
+		return &ToolError{Argv: argv, Err: fmt.Errorf("ran %d of %d commands (write: %v)", next, len(lines), werr)}
+	}
+	if progress != nil {
+		progress(next)
+	}
+	return nil
+}
+
+// e2fsckQuiet are the lines e2fsck prints on a clean run.
+var e2fsckQuiet = regexp.MustCompile(`^(e2fsck \d.*|Pass [1-5][A-E]?: .*|\s*|(.*: )?\*+ FILE SYSTEM WAS MODIFIED \*+|.*: \d+/\d+ files \(.*\), \d+/\d+ blocks)$`)
+
+// Optimize runs e2fsck -fyD: it indexes and packs every directory. Any
+// repair it reports is an error: the image should need none.
+func (r *Runner) Optimize(ctx context.Context, image string) error {
+	out, _, err := r.run(ctx, r.Tools.E2fsck, []int{0, 1}, "-f", "-y", "-D", image)
+	if err != nil {
+		return err
+	}
+	return checkQuiet("e2fsck -fyD "+image, out)
+}
+
+// Check runs e2fsck -fn, which must find nothing.
+func (r *Runner) Check(ctx context.Context, image string) error {
+	out, _, err := r.run(ctx, r.Tools.E2fsck, []int{0}, "-f", "-n", image)
+	if err != nil {
+		return err
+	}
+	return checkQuiet("e2fsck -fn "+image, out)
+}
+
+func checkQuiet(what, out string) error {
+	var bad []string
+	_ = scanLines(strings.NewReader(out), func(line string) error {
+		if !e2fsckQuiet.MatchString(line) {
+			bad = append(bad, line)
+		}
+		return nil
+	})
+	if len(bad) > 0 {
+		return fmt.Errorf("%s reported problems: %s", what, strings.Join(bad, " | "))
+	}
+	return nil
+}
+
+// EnableFeatures turns features on with tune2fs -O.
+func (r *Runner) EnableFeatures(ctx context.Context, image string, features []string) error {
+	args := []string{"-O", strings.Join(features, ","), image}
+	out, _, err := r.run(ctx, r.Tools.Tune2fs, nil, args...)
+	if err != nil {
+		return err
+	}
+	var bad []string
+	_ = scanLines(strings.NewReader(out), func(line string) error {
+		if strings.TrimSpace(line) != "" && !strings.HasPrefix(line, "tune2fs ") {
+			bad = append(bad, line)
+		}
+		return nil
+	})
+	if len(bad) > 0 {
+		return &ToolError{Argv: append([]string{"tune2fs"}, args...), Err: errors.New("unexpected output"), Output: strings.Join(bad, "\n")}
+	}
+	return nil
+}

@@ -1,0 +1,372 @@
+package debugfsgen
+
+import (
+	"fmt"
+	"path"
+	"strings"
+
+	"github.com/mkext4fs/mkext4fs/pkg/plan"
+)
+
+// DefaultStaging is the name of the staging directory made in the image
+// root for the second phase and removed at its end.
+const DefaultStaging = ".mkext4fs-staging"
+
+// Options tune the script.
+type Options struct {
+	// Staging is the staging directory's name in the root (DefaultStaging
+	// when empty); it must not be the name of an entry of the root.
+	Staging string
+}
+
+// Script is the generated debugfs input, in phases run by separate debugfs
+// processes with e2fsck -fyD between them.
+type Script struct {
+	// Phases hold the command lines, without newlines.
+	Phases [][]string
+	// Writes counts the write commands (each prints "Allocated inode: N").
+	Writes int
+}
+
+// Bytes returns a phase as debugfs reads it.
+func (s *Script) Bytes(phase int) []byte {
+	var n int
+	for _, l := range s.Phases[phase] {
+		n += len(l) + 1
+	}
+	b := make([]byte, 0, n)
+	for _, l := range s.Phases[phase] {
+		b = append(b, l...)
+		b = append(b, '\n')
+	}
+	return b
+}
+
+// Lines is the number of command lines in all phases.
+func (s *Script) Lines() int {
+	n := 0
+	for _, p := range s.Phases {
+		n += len(p)
+	}
+	return n
+}
+
+type gen struct {
+	// cur is the entry the commands are being written for; errors name it.
+	cur     *plan.Node
+	lines   []string
+	hostCwd string
+	staging string
+	writes  int
+	err     error
+}
+
+// Generate writes the script that populates an image, freshly made by
+// mkfs, with the tree. Its first line runs in the root directory.
+func Generate(t *plan.Tree, opts Options) (*Script, error) {
+	staging := opts.Staging
+	if staging == "" {
+		staging = DefaultStaging
+	}
+	if t.Root.Child(staging) != nil {
+		return nil, fmt.Errorf("the image root has an entry called %q, the name of the staging directory", staging)
+	}
+	g := &gen{staging: "/" + staging}
+	// The root exists; give it its mode and owner.
+	g.attrs(".", t.Root, true)
+	g.dir(t.Root)
+	g.cur = nil
+	g.cmd("cd", "/")
+	g.linkCounts(t, false)
+	if g.err != nil {
+		return nil, g.err
+	}
+	s := &Script{Phases: [][]string{g.lines}}
+	// Each phase is a new debugfs, in the directory it was started in.
+	g.lines, g.hostCwd = nil, ""
+	if t.HasStaged() {
+		g.cmd("cd", "/")
+		g.cmd("mkdir", staging)
+		t.Walk(func(n *plan.Node) bool {
+			if n.Kind == plan.Dir && n.Stage {
+				g.staged(n)
+			}
+			return g.err == nil
+		})
+		g.cur = nil
+		g.cmd("cd", "/")
+		g.cmd("rmdir", g.staging)
+		g.linkCounts(t, true)
+	}
+	if g.err != nil {
+		return nil, g.err
+	}
+	if len(g.lines) > 0 {
+		s.Phases = append(s.Phases, g.lines)
+	}
+	s.Writes = g.writes
+	return s, nil
+}
+
+// Late returns the commands that write the tree's Late files (whose Host
+// must be set by now), run by themselves after the other phases.
+func Late(t *plan.Tree) ([]string, error) {
+	g := &gen{}
+	t.Walk(func(n *plan.Node) bool {
+		if !n.Late || g.err != nil {
+			return g.err == nil
+		}
+		g.cur = n
+		g.checkName(n)
+		if n.Host == "" {
+			g.fail(n, fmt.Errorf("no content to write"))
+			return false
+		}
+		g.chdir("cd", n.Parent().Path())
+		g.write(n, n.Name)
+		g.attrs(ref(n.Name), n, true)
+		return true
+	})
+	return g.lines, g.err
+}
+
+// cmd appends one command line; the first error sticks.
+func (g *gen) cmd(name string, args ...string) {
+	if g.err != nil {
+		return
+	}
+	var b strings.Builder
+	b.WriteString(name)
+	for _, a := range args {
+		q, err := Quote(a)
+		if err != nil {
+			if g.cur != nil {
+				g.fail(g.cur, err)
+			} else {
+				g.err = err
+			}
+			return
+		}
+		b.WriteByte(' ')
+		b.WriteString(q)
+	}
+	if b.Len() > MaxLine {
+		err := fmt.Errorf("its %s command would take %d bytes: %w (debugfs reads lines of at most %d bytes)", name, b.Len(), ErrUnquotable, MaxLine)
+		if g.cur != nil {
+			g.fail(g.cur, err)
+		} else {
+			g.err = err
+		}
+		return
+	}
+	g.lines = append(g.lines, b.String())
+}
+
+// fail records an error about node n.
+func (g *gen) fail(n *plan.Node, err error) {
+	if g.err != nil {
+		return
+	}
+	where := n.Path()
+	if n.StorePath != "" {
+		where = fmt.Sprintf("%s (store path %s)", where, n.StorePath)
+	}
+	g.err = fmt.Errorf("%s: %w", where, err)
+}
+
+// ref makes a name safe where debugfs takes an inode: "<12>" would be read
+// as inode 12, "./<12>" is the name.
+func ref(name string) string { return "./" + name }
+
+// attrs sets mode and owner of the inode called name in the current
+// directory (which includes "." for the directory itself).
+func (g *gen) attrs(name string, n *plan.Node, setMode bool) {
+	if setMode {
+		g.cmd("sif", name, "mode", fmt.Sprintf("0%o", typeBits(n.Kind)|n.Perm))
+	}
+	if n.UID != 0 {
+		g.cmd("sif", name, "uid", fmt.Sprint(n.UID))
+	}
+	if n.GID != 0 {
+		g.cmd("sif", name, "gid", fmt.Sprint(n.GID))
+	}
+}
+
+func typeBits(k plan.Kind) uint32 {
+	switch k {
+	case plan.Dir:
+		return 0o040000
+	case plan.Symlink:
+		return 0o120000
+	}
+	return 0o100000
+}
+
+// dir populates directory n, which is the current directory, in the first
+// phase.
+func (g *gen) dir(n *plan.Node) {
+	for _, c := range n.Children {
+		if g.err != nil {
+			return
+		}
+		if c.Deferred || c.Late {
+			continue
+		}
+		g.cur = c
+		g.checkName(c)
+		switch c.Kind {
+		case plan.Dir:
+			g.cmd("mkdir", c.Name)
+			g.cmd("cd", ref(c.Name))
+			g.attrs(".", c, true)
+			g.dir(c)
+			g.cur = c
+			g.cmd("cd", "..")
+		case plan.File:
+			if c.Primary != nil {
+				g.cmd("ln", c.Primary.Path(), c.Name)
+				continue
+			}
+			g.write(c, c.Name)
+			g.attrs(ref(c.Name), c, false)
+		case plan.Symlink:
+			g.symlink(c, c.Name)
+			g.attrs(ref(c.Name), c, false)
+		}
+	}
+}
+
+// checkName refuses names debugfs cannot carry before any command uses
+// them, so that the error names the entry.
+func (g *gen) checkName(n *plan.Node) {
+	if _, err := Quote(n.Name); err != nil {
+		g.fail(n, fmt.Errorf("name %w", err))
+	}
+	if n.Kind == plan.Symlink {
+		if n.Target == "" {
+			g.fail(n, fmt.Errorf("symlink with an empty target"))
+		} else if _, err := Quote(n.Target); err != nil {
+			g.fail(n, fmt.Errorf("symlink target %w", err))
+		} else if len(n.Target) >= plan.BlockSize {
+			g.fail(n, fmt.Errorf("symlink target of %d bytes: ext4 holds at most %d", len(n.Target), plan.BlockSize-1))
+		}
+	}
+}
+
+// write copies n's host file to dest (relative to the image's current
+// directory, or absolute).
+func (g *gen) write(n *plan.Node, dest string) {
+	g.lcd(path.Dir(n.Host))
+	g.cmd("write", path.Base(n.Host), dest)
+	g.writes++
+}
+
+func (g *gen) symlink(n *plan.Node, dest string) {
+	g.cmd("symlink", dest, n.Target)
+}
+
+// lcd changes debugfs' working directory on the host to dir (absolute).
+// A path whose command would not fit one line is entered in steps.
+func (g *gen) lcd(dir string) {
+	if dir == g.hostCwd || g.err != nil {
+		return
+	}
+	g.chdir("lcd", dir)
+	g.hostCwd = dir
+}
+
+// chdir emits cmd (cd or lcd) commands that enter the absolute path p.
+func (g *gen) chdir(cmd, p string) {
+	if q, err := Quote(p); err == nil && len(cmd)+1+len(q) <= MaxLine {
+		g.cmd(cmd, p)
+		return
+	}
+	g.cmd(cmd, "/")
+	var part []string
+	size := 0
+	flush := func() {
+		if len(part) > 0 {
+			g.cmd(cmd, strings.Join(part, "/"))
+			part, size = nil, 0
+		}
+	}
+	for _, comp := range strings.Split(strings.Trim(p, "/"), "/") {
+		q, err := Quote(comp)
+		if err != nil {
+			g.err = fmt.Errorf("%s: %w", p, err)
+			return
+		}
+		if size+len(q)+1 > MaxLine/2 {
+			flush()
+		}
+		if len(part) == 0 && strings.HasPrefix(comp, "<") {
+			comp = "./" + comp
+		}
+		part = append(part, comp)
+		size += len(q) + 1
+	}
+	flush()
+}
+
+// staged creates the deferred entries of a staged directory in the second
+// phase: each is made in the staging directory, linked into the indexed
+// directory and unlinked from the staging one.
+func (g *gen) staged(n *plan.Node) {
+	g.cur = n
+	g.chdir("cd", n.Path())
+	for _, c := range n.Children {
+		if g.err != nil {
+			return
+		}
+		if !c.Deferred {
+			continue
+		}
+		g.cur = c
+		g.checkName(c)
+		tmp := g.staging + "/" + c.Name
+		switch {
+		case c.Kind == plan.File && c.Primary != nil:
+			g.cmd("ln", c.Primary.Path(), tmp)
+		case c.Kind == plan.File:
+			g.write(c, tmp)
+			g.attrs(tmp, c, false)
+		case c.Kind == plan.Symlink:
+			g.symlink(c, tmp)
+			g.attrs(tmp, c, false)
+		default:
+			g.fail(c, fmt.Errorf("a %s cannot be staged", c.Kind))
+		}
+		g.cmd("ln", tmp, ".")
+		g.cmd("unlink", tmp)
+	}
+}
+
+// linkCounts gives files with several names their link count as it is at
+// the end of a phase (debugfs' ln adds a name without counting it, and the
+// e2fsck between the phases must find the counts right).
+func (g *gen) linkCounts(t *plan.Tree, final bool) {
+	names := map[*plan.Node]int{}
+	var order []*plan.Node
+	t.Walk(func(n *plan.Node) bool {
+		if n.Kind != plan.File || (!final && n.Deferred) {
+			return true
+		}
+		p := n
+		if n.Primary != nil {
+			p = n.Primary
+		}
+		if p.Links > 1 {
+			if names[p] == 0 {
+				order = append(order, p)
+			}
+			names[p]++
+		}
+		return true
+	})
+	for _, p := range order {
+		if names[p] > 1 {
+			g.cur = p
+			g.cmd("sif", p.Path(), "links_count", fmt.Sprint(names[p]))
+		}
+	}
+}

@@ -1,0 +1,205 @@
+package plan
+
+// RecLen is the size of a directory entry for a name of n bytes.
+func RecLen(n int) int64 { return int64(8+n+3) &^ 3 }
+
+// entryBytes is what a directory's entries take, "." and ".." excluded.
+func entryBytes(n *Node) int64 {
+	var b int64
+	for _, c := range n.Children {
+		b += RecLen(len(c.Name))
+	}
+	return b
+}
+
+// markStaged decides which directories are staged and how many of their
+// non-directory entries seed them. A staged directory must span at least
+// two blocks before the middle e2fsck -D so that it comes out indexed:
+// seeds (and subdirectories, which are always made directly) fill a block
+// and a half.
+func (t *Tree) markStaged(limit int64) {
+	if limit == 0 {
+		limit = DefaultStageBytes
+	}
+	if limit < 0 {
+		return
+	}
+	t.Walk(func(n *Node) bool {
+		if n.Kind != Dir || entryBytes(n) <= limit {
+			return true
+		}
+		n.Stage = true
+		direct := int64(24) // "." and ".."
+		for _, c := range n.Children {
+			if c.Kind == Dir {
+				direct += RecLen(len(c.Name))
+			}
+		}
+		for _, c := range n.Children {
+			if direct >= BlockSize*3/2 {
+				break
+			}
+			if c.Kind != Dir {
+				n.Seed++
+				direct += RecLen(len(c.Name))
+			}
+		}
+		seeds := 0
+		for _, c := range n.Children {
+			if c.Kind != Dir {
+				c.Deferred = seeds >= n.Seed
+				seeds++
+			}
+		}
+		return true
+	})
+}
+
+// Need is what the content of an image takes, in inodes and 4 KiB blocks.
+type Need struct {
+	// Inodes the content uses: every entry but the root and hard links.
+	Inodes int64
+	// DataBlocks of regular files; ExtentBlocks an upper bound on the
+	// extent-tree blocks of files and directories; SymlinkBlocks for
+	// targets of 60 bytes and more.
+	DataBlocks, ExtentBlocks, SymlinkBlocks int64
+	// DirBlocks is the directories' blocks once e2fsck -D laid them out,
+	// the root's first block (made by mkfs) excluded.
+	DirBlocks int64
+	// PeakBlocks is how many more blocks the build may hold for a while:
+	// staged directories grow through leaf splits before the last e2fsck
+	// -D packs them, and the staging directory itself.
+	PeakBlocks int64
+	// PeakInodes is the staging directory's inode while it exists.
+	PeakInodes int64
+}
+
+// Blocks is the sum of the blocks the finished image holds.
+func (n Need) Blocks() int64 {
+	return n.DataBlocks + n.ExtentBlocks + n.SymlinkBlocks + n.DirBlocks
+}
+
+// Geometry is what of the filesystem's layout the need depends on.
+type Geometry struct {
+	// MetadataCsum: directory blocks end in a 12-byte checksum tail, and
+	// htree nodes in an 8-byte one.
+	MetadataCsum bool
+}
+
+// extent counts
+const (
+	maxExtentLen    = 32768 // blocks in one initialised extent
+	extentsInInode  = 4
+	extentsPerBlock = (BlockSize - 12) / 12
+)
+
+// extentBlocks bounds the extent-tree blocks of a file of the given blocks
+// in the given runs: every run is at least one extent, an extent holds at
+// most 32768 blocks, and allocation may be cut once more per 32768 blocks
+// by group metadata (and once by a hole in free space).
+func extentBlocks(blocks, runs int64) int64 {
+	if blocks == 0 {
+		return 0
+	}
+	extents := runs + (blocks+maxExtentLen-1)/maxExtentLen + 1
+	if extents <= extentsInInode {
+		return 0
+	}
+	leaves := (extents + extentsPerBlock - 1) / extentsPerBlock
+	if leaves <= extentsInInode {
+		return leaves
+	}
+	return leaves + (leaves+extentsPerBlock-1)/extentsPerBlock
+}
+
+// dirLayout is the number of blocks e2fsck -D gives a directory whose
+// entries (not counting "." and "..") take entries bytes.
+func dirLayout(entries int64, csum bool) int64 {
+	tail := int64(0)
+	dxTail := int64(0)
+	if csum {
+		tail, dxTail = 12, 8
+	}
+	capacity := BlockSize - tail
+	if entries+24 <= BlockSize {
+		// One block while building; with the checksum tail it may need two.
+		if entries+24 <= capacity {
+			return 1
+		}
+		return 2
+	}
+	// Indexed: a root block, then leaves closed once less than 20% is
+	// left, so every leaf but the last holds more than capacity-slack.
+	slack := capacity * 20 / 100
+	leaves := (entries-1)/(capacity-slack+1) + 1
+	rootLimit := (BlockSize - 32 - dxTail) / 8
+	blocks := 1 + leaves
+	if leaves > rootLimit {
+		nodeLimit := (BlockSize - 8 - dxTail) / 8
+		blocks += (leaves + nodeLimit - 1) / nodeLimit
+	}
+	return blocks
+}
+
+// peakLayout bounds the blocks of a staged directory after its entries
+// were linked into its index one by one: a full leaf splits in two halves,
+// so leaves may be as little as half full (without checksums: they are
+// added after).
+func peakLayout(entries int64) int64 {
+	leaves := entries/(BlockSize/2) + 2
+	blocks := 1 + leaves
+	if leaves > (BlockSize-32)/8 {
+		blocks += (leaves+(BlockSize-8)/8-1)/((BlockSize-8)/8) + 1
+	}
+	return blocks
+}
+
+// Need adds up what the tree takes in a filesystem of the given geometry.
+func (t *Tree) Need(g Geometry) Need {
+	var need Need
+	t.Walk(func(n *Node) bool {
+		if n != t.Root && n.Primary == nil {
+			need.Inodes++
+		}
+		switch n.Kind {
+		case File:
+			if n.Primary == nil {
+				need.DataBlocks += n.Blocks
+				need.ExtentBlocks += extentBlocks(n.Blocks, n.Runs)
+			}
+		case Symlink:
+			if len(n.Target) >= 60 {
+				need.SymlinkBlocks++
+			}
+		case Dir:
+			e := entryBytes(n)
+			blocks := dirLayout(e, g.MetadataCsum)
+			need.ExtentBlocks += extentBlocks(blocks, blocks)
+			if n == t.Root {
+				blocks-- // mkfs made the first
+			}
+			need.DirBlocks += blocks
+			if n.Stage {
+				if peak := peakLayout(e) - dirLayout(e, false); peak > 0 {
+					need.PeakBlocks += peak + extentBlocks(peakLayout(e), peakLayout(e))
+				}
+			}
+		}
+		return true
+	})
+	if t.HasStaged() {
+		need.PeakBlocks++ // the staging directory's block
+		need.PeakInodes++
+	}
+	return need
+}
+
+// HasStaged reports whether any directory is staged.
+func (t *Tree) HasStaged() bool {
+	staged := false
+	t.Walk(func(n *Node) bool {
+		staged = staged || n.Stage
+		return !staged
+	})
+	return staged
+}

@@ -1,0 +1,223 @@
+package plan
+
+import (
+	"fmt"
+	"path"
+	"sort"
+	"strings"
+)
+
+// Kind is the type of an entry in the image.
+type Kind uint8
+
+// The kinds of entries an image holds. A Nix store has nothing else: no
+// devices, fifos or sockets.
+const (
+	Dir Kind = iota + 1
+	File
+	Symlink
+)
+
+func (k Kind) String() string {
+	switch k {
+	case Dir:
+		return "directory"
+	case File:
+		return "file"
+	case Symlink:
+		return "symlink"
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+// Node is one entry of the image.
+type Node struct {
+	// Name is the entry's name in its parent; "" for the root.
+	Name string
+	Kind Kind
+	// Perm holds the permission, set-id and sticky bits (07777).
+	Perm     uint32
+	UID, GID uint32
+	// Host is the path the content is read from; "" for directories the
+	// tool makes itself (/, /nix, /nix/store and missing parents).
+	Host string
+	// Target is a symlink's target, byte for byte.
+	Target string
+	// Size is a regular file's length in bytes.
+	Size int64
+	// Blocks is the number of 4 KiB blocks the file occupies in the image:
+	// debugfs skips holes and blocks that are all zeros.
+	Blocks int64
+	// Runs is the number of runs of such blocks (each is one extent or more).
+	Runs int64
+	// Children of a directory, sorted bytewise by name.
+	Children []*Node
+	// Primary is set, under Optimise, on a file whose content and mode equal
+	// those of an earlier file: the image stores it as a hard link to Primary.
+	Primary *Node
+	// Links is the number of names of a file in the image (1, or more for a
+	// Primary under Optimise).
+	Links int
+	// StorePath is the store path the entry belongs to ("" outside the store).
+	StorePath string
+	// Stage marks a directory so large that the script links most of its
+	// entries in through a small staging directory (see pkg/debugfsgen);
+	// Seed is the number of its non-directory children created directly.
+	Stage bool
+	Seed  int
+	// Deferred marks an entry of a staged directory that is not a seed:
+	// the script creates it in its second phase.
+	Deferred bool
+	// Late marks a file whose content is made during the build (the
+	// registration): the script writes it in a last phase of its own.
+	Late bool
+
+	parent *Node
+	id     fileID
+	digest [32]byte
+}
+
+// fileID identifies a host file as it was when walked, to detect changes.
+type fileID struct {
+	dev, ino      uint64
+	size          int64
+	mtime, ctime  int64
+	mode          uint32
+	nlink         uint64
+	hasIdentifier bool
+}
+
+// Path is the node's absolute path in the image.
+func (n *Node) Path() string {
+	if n.parent == nil {
+		return "/"
+	}
+	var parts []string
+	for p := n; p.parent != nil; p = p.parent {
+		parts = append(parts, p.Name)
+	}
+	for i, j := 0, len(parts)-1; i < j; i, j = i+1, j-1 {
+		parts[i], parts[j] = parts[j], parts[i]
+	}
+	return "/" + strings.Join(parts, "/")
+}
+
+// Parent is the directory holding the node (nil for the root).
+func (n *Node) Parent() *Node { return n.parent }
+
+// Child returns the child called name, or nil.
+func (n *Node) Child(name string) *Node {
+	i := sort.Search(len(n.Children), func(i int) bool { return n.Children[i].Name >= name })
+	if i < len(n.Children) && n.Children[i].Name == name {
+		return n.Children[i]
+	}
+	return nil
+}
+
+// add inserts c as a child, keeping children sorted; a name that exists
+// already is an error.
+func (n *Node) add(c *Node) error {
+	i := sort.Search(len(n.Children), func(i int) bool { return n.Children[i].Name >= c.Name })
+	if i < len(n.Children) && n.Children[i].Name == c.Name {
+		return fmt.Errorf("%s: two entries of that name", path.Join(n.Path(), c.Name))
+	}
+	n.Children = append(n.Children, nil)
+	copy(n.Children[i+1:], n.Children[i:])
+	n.Children[i] = c
+	c.parent = n
+	return nil
+}
+
+// mkdirAll returns the directory at the absolute image path p, making the
+// missing ones with mode 0755 owned by root.
+func (n *Node) mkdirAll(p string) (*Node, error) {
+	cur := n
+	for _, name := range strings.Split(strings.Trim(p, "/"), "/") {
+		if name == "" {
+			continue
+		}
+		next := cur.Child(name)
+		if next == nil {
+			next = &Node{Name: name, Kind: Dir, Perm: 0o755}
+			if err := cur.add(next); err != nil {
+				return nil, err
+			}
+		} else if next.Kind != Dir {
+			return nil, fmt.Errorf("%s is a %s, not a directory", next.Path(), next.Kind)
+		}
+		cur = next
+	}
+	return cur, nil
+}
+
+// AddLate adds a regular file at the absolute image path p whose content
+// is only known later in the build, at most maxSize bytes with mode perm,
+// owned by root. The caller sets Host before the last phase runs.
+func (t *Tree) AddLate(p string, maxSize int64, perm uint32) (*Node, error) {
+	if !strings.HasPrefix(p, "/") || path.Clean(p) != p || p == "/" {
+		return nil, fmt.Errorf("%s: not a clean absolute path in the image", p)
+	}
+	if p == t.Store.Path() || strings.HasPrefix(p, t.Store.Path()+"/") {
+		return nil, fmt.Errorf("%s: inside the store directory", p)
+	}
+	dir, err := t.Root.mkdirAll(path.Dir(p))
+	if err != nil {
+		return nil, err
+	}
+	blocks := (maxSize + BlockSize - 1) / BlockSize
+	n := &Node{Name: path.Base(p), Kind: File, Perm: perm, Size: maxSize, Blocks: blocks, Runs: 1, Links: 1, Late: true}
+	if err := dir.add(n); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// Tree is the planned content of an image.
+type Tree struct {
+	Root *Node
+	// Store is the node of the store directory (/nix/store).
+	Store *Node
+}
+
+// Walk calls fn for every node in depth-first order, parents before their
+// children, children in name order. fn returning false skips a directory's
+// children.
+func (t *Tree) Walk(fn func(n *Node) bool) {
+	var walk func(n *Node)
+	walk = func(n *Node) {
+		if !fn(n) {
+			return
+		}
+		for _, c := range n.Children {
+			walk(c)
+		}
+	}
+	walk(t.Root)
+}
+
+// Stats counts what the tree holds.
+type Stats struct {
+	Dirs, Files, Symlinks, HardLinks int64
+	// Bytes is the sum of the regular files' sizes (each inode once).
+	Bytes int64
+}
+
+// Stats counts the entries of the tree, the root included.
+func (t *Tree) Stats() Stats {
+	var s Stats
+	t.Walk(func(n *Node) bool {
+		switch {
+		case n.Kind == Dir:
+			s.Dirs++
+		case n.Kind == Symlink:
+			s.Symlinks++
+		case n.Primary != nil:
+			s.HardLinks++
+		default:
+			s.Files++
+			s.Bytes += n.Size
+		}
+		return true
+	})
+	return s
+}

@@ -1,0 +1,494 @@
+package plan
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// BlockSize is the filesystem block size the plan is made for.
+const BlockSize = 4096
+
+// NixbldGID is the group of /nix/store on a NixOS system.
+const NixbldGID = 30000
+
+// Extra is a file the tool adds to the image itself, such as the
+// registration.
+type Extra struct {
+	// Path is the absolute path in the image.
+	Path string
+	// Host is the file it is copied from; its mode is kept.
+	Host string
+}
+
+// Options say what goes into the image.
+type Options struct {
+	// Root is prefixed to every store path to find it on this machine
+	// ("" reads the store paths where they are).
+	Root string
+	// StoreDir is the store directory, /nix/store by default.
+	StoreDir string
+	// StorePaths are the absolute store paths of the closure.
+	StorePaths []string
+	// Files is a host directory whose content is copied to the image root.
+	Files string
+	// Extra files, added after the rest.
+	Extra []Extra
+	// UID and GID own everything under the store directory.
+	UID, GID uint32
+	// Optimise stores identical regular files (same content and mode) once,
+	// as hard links.
+	Optimise bool
+	// Workers bounds the concurrent file scans (0: GOMAXPROCS).
+	Workers int
+	// StageBytes: directories whose entries take more bytes than this are
+	// staged (0: DefaultStageBytes; negative: never).
+	StageBytes int64
+}
+
+// DefaultStageBytes is the size of a directory's entries above which the
+// script links its entries in through a staging directory: about four
+// blocks, where the linear scans debugfs makes for every insert start to
+// cost more than the three commands a staged entry takes.
+const DefaultStageBytes = 4 * BlockSize
+
+// Walk reads everything that goes into the image and plans it.
+func Walk(ctx context.Context, opts Options) (*Tree, error) {
+	storeDir := opts.StoreDir
+	if storeDir == "" {
+		storeDir = "/nix/store"
+	}
+	storeDir = filepath.Clean(storeDir)
+	if !filepath.IsAbs(storeDir) {
+		return nil, fmt.Errorf("store directory %q is not absolute", storeDir)
+	}
+	t := &Tree{Root: &Node{Kind: Dir, Perm: 0o755}}
+	store, err := t.Root.mkdirAll(storeDir)
+	if err != nil {
+		return nil, err
+	}
+	store.Perm = 0o1775
+	store.GID = NixbldGID
+	t.Store = store
+
+	w := &walker{ctx: ctx, opts: opts}
+	for _, sp := range opts.StorePaths {
+		name := strings.TrimPrefix(sp, storeDir+"/")
+		if name == sp || name == "" || strings.Contains(name, "/") || name == "." || name == ".." {
+			return nil, fmt.Errorf("store path %s is not directly under %s", sp, storeDir)
+		}
+		host := filepath.Join(opts.Root, sp)
+		if opts.Root == "" {
+			host = sp
+		}
+		n, err := w.walk(host, name, sp, opts.UID, opts.GID)
+		if err != nil {
+			return nil, err
+		}
+		if err := store.add(n); err != nil {
+			return nil, err
+		}
+	}
+	if opts.Files != "" {
+		if err := w.addFiles(t, opts.Files); err != nil {
+			return nil, err
+		}
+	}
+	for _, e := range opts.Extra {
+		if !filepath.IsAbs(e.Path) || filepath.Clean(e.Path) != e.Path || e.Path == "/" {
+			return nil, fmt.Errorf("%s: not a clean absolute path in the image", e.Path)
+		}
+		dir, err := t.Root.mkdirAll(filepath.Dir(e.Path))
+		if err != nil {
+			return nil, err
+		}
+		if isUnder(e.Path, storeDir) {
+			return nil, fmt.Errorf("%s: inside the store directory", e.Path)
+		}
+		n, err := w.walk(e.Host, filepath.Base(e.Path), "", 0, 0)
+		if err != nil {
+			return nil, err
+		}
+		if n.Kind != File {
+			return nil, fmt.Errorf("%s: %s is a %s, not a file", e.Path, e.Host, n.Kind)
+		}
+		if err := dir.add(n); err != nil {
+			return nil, err
+		}
+	}
+	if err := w.scan(); err != nil {
+		return nil, err
+	}
+	t.markStaged(opts.StageBytes)
+	if opts.Optimise {
+		t.optimise()
+	}
+	return t, nil
+}
+
+func isUnder(p, dir string) bool {
+	return p == dir || strings.HasPrefix(p, dir+"/")
+}
+
+type walker struct {
+	ctx   context.Context
+	opts  Options
+	files []*Node
+	all   []*Node
+}
+
+// walk reads the host entry at host (never following a symlink) as the
+// image entry called name.
+func (w *walker) walk(host, name, storePath string, uid, gid uint32) (*Node, error) {
+	if err := w.ctx.Err(); err != nil {
+		return nil, err
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(host, &st); err != nil {
+		return nil, fmt.Errorf("%s: %w", describe(host, storePath), &os.PathError{Op: "lstat", Path: host, Err: err})
+	}
+	n := &Node{Name: name, Perm: uint32(st.Mode) & 0o7777, UID: uid, GID: gid, Host: host, StorePath: storePath, id: idOf(&st)}
+	w.all = append(w.all, n)
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		n.Kind = File
+		n.Size = st.Size
+		n.Links = 1
+		w.files = append(w.files, n)
+	case unix.S_IFLNK:
+		n.Kind = Symlink
+		n.Perm = 0o777
+		target, err := os.Readlink(host)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", describe(host, storePath), err)
+		}
+		n.Target = target
+	case unix.S_IFDIR:
+		n.Kind = Dir
+		names, err := readDirNames(host)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", describe(host, storePath), err)
+		}
+		n.Children = make([]*Node, 0, len(names))
+		for _, cn := range names {
+			c, err := w.walk(filepath.Join(host, cn), cn, storePath, uid, gid)
+			if err != nil {
+				return nil, err
+			}
+			c.parent = n
+			n.Children = append(n.Children, c)
+		}
+	default:
+		return nil, fmt.Errorf("%s: unsupported file type %s (a store holds only files, directories and symlinks)",
+			describe(host, storePath), os.FileMode(0).Type()|fileModeType(st.Mode))
+	}
+	return n, nil
+}
+
+func fileModeType(m uint32) os.FileMode {
+	switch m & unix.S_IFMT {
+	case unix.S_IFIFO:
+		return os.ModeNamedPipe
+	case unix.S_IFSOCK:
+		return os.ModeSocket
+	case unix.S_IFCHR:
+		return os.ModeDevice | os.ModeCharDevice
+	case unix.S_IFBLK:
+		return os.ModeDevice
+	}
+	return os.ModeIrregular
+}
+
+func describe(host, storePath string) string {
+	if storePath != "" {
+		return "store path " + storePath
+	}
+	return host
+}
+
+func readDirNames(dir string) ([]string, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+func idOf(st *unix.Stat_t) fileID {
+	return fileID{
+		dev: uint64(st.Dev), ino: uint64(st.Ino), size: st.Size,
+		mtime: st.Mtim.Nano(), ctime: st.Ctim.Nano(),
+		mode: uint32(st.Mode), nlink: uint64(st.Nlink), hasIdentifier: true,
+	}
+}
+
+// addFiles merges the content of a host directory into the image root.
+func (w *walker) addFiles(t *Tree, dir string) error {
+	src, err := w.walk(dir, "", "", 0, 0)
+	if err != nil {
+		return fmt.Errorf("--files: %w", err)
+	}
+	if src.Kind != Dir {
+		return fmt.Errorf("--files: %s is not a directory", dir)
+	}
+	var merge func(into, from *Node) error
+	merge = func(into, from *Node) error {
+		for _, c := range from.Children {
+			existing := into.Child(c.Name)
+			if existing == nil {
+				if into == t.Root && c.Name == "lost+found" {
+					return fmt.Errorf("--files: %s collides with the lost+found that mkfs makes", c.Host)
+				}
+				if err := into.add(c); err != nil {
+					return err
+				}
+				continue
+			}
+			if existing == t.Store {
+				return fmt.Errorf("--files: %s would add to the store directory %s", c.Host, t.Store.Path())
+			}
+			if existing.Kind != Dir || c.Kind != Dir {
+				return fmt.Errorf("--files: %s collides with %s in the image", c.Host, existing.Path())
+			}
+			if err := merge(existing, c); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return merge(t.Root, src)
+}
+
+// scan reads every regular file once: it counts the blocks debugfs will
+// store and, under Optimise, hashes the content.
+func (w *walker) scan() error {
+	workers := w.opts.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	ctx, cancel := context.WithCancel(w.ctx)
+	defer cancel()
+	jobs := make(chan *Node)
+	var (
+		mu       sync.Mutex
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	for i := 0; i < workers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, 1<<20)
+			for n := range jobs {
+				if err := scanFile(n, buf, w.opts.Optimise); err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+						cancel()
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for _, n := range w.files {
+		select {
+		case jobs <- n:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
+	}
+	return w.ctx.Err()
+}
+
+var zeroBlock [BlockSize]byte
+
+func scanFile(n *Node, buf []byte, hash bool) error {
+	f, err := os.OpenFile(n.Host, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return fmt.Errorf("%s: %w", describe(n.Host, n.StorePath), err)
+	}
+	defer f.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return fmt.Errorf("%s: fstat %s: %w", describe(n.Host, n.StorePath), n.Host, err)
+	}
+	if id := idOf(&st); id.dev != n.id.dev || id.ino != n.id.ino || id.size != n.id.size {
+		return fmt.Errorf("%s: %s changed while it was being read", describe(n.Host, n.StorePath), n.Host)
+	}
+	var (
+		h       = sha256.New()
+		blocks  int64
+		runs    int64
+		lastEnd int64 = -1 // offset just past the last non-zero block
+		pos     int64
+	)
+	count := func(chunk []byte, off int64) {
+		for b := 0; b < len(chunk); b += BlockSize {
+			end := b + BlockSize
+			if end > len(chunk) {
+				end = len(chunk)
+			}
+			if bytes.Equal(chunk[b:end], zeroBlock[:end-b]) {
+				continue
+			}
+			blocks++
+			if off+int64(b) != lastEnd {
+				runs++
+			}
+			lastEnd = off + int64(end)
+			if end-b < BlockSize {
+				lastEnd = off + int64(b) + BlockSize
+			}
+		}
+	}
+	readRange := func(from, to int64) error {
+		for off := from; off < to; {
+			want := int64(len(buf))
+			if to-off < want {
+				want = to - off
+			}
+			got, err := f.ReadAt(buf[:want], off)
+			if got > 0 {
+				count(buf[:got], off)
+				if hash {
+					h.Write(buf[:got])
+				}
+				off += int64(got)
+			}
+			if err == io.EOF && off < to {
+				return fmt.Errorf("%s: %s shrank while it was being read", describe(n.Host, n.StorePath), n.Host)
+			}
+			if err != nil && err != io.EOF {
+				return fmt.Errorf("%s: read %s: %w", describe(n.Host, n.StorePath), n.Host, err)
+			}
+		}
+		return nil
+	}
+	size := st.Size
+	if hash {
+		// The digest needs every byte, holes included.
+		if err := readRange(0, size); err != nil {
+			return err
+		}
+	} else {
+		for pos < size {
+			data, err := unix.Seek(int(f.Fd()), pos, unix.SEEK_DATA)
+			if errors.Is(err, unix.ENXIO) {
+				break
+			}
+			if err != nil {
+				// No SEEK_DATA here: read it all.
+				if err := readRange(pos, size); err != nil {
+					return err
+				}
+				break
+			}
+			hole, err := unix.Seek(int(f.Fd()), data, unix.SEEK_HOLE)
+			if err != nil {
+				hole = size
+			}
+			// Like debugfs, look at whole blocks around the data.
+			from := data &^ (BlockSize - 1)
+			to := (hole + BlockSize - 1) &^ (BlockSize - 1)
+			if to > size {
+				to = size
+			}
+			if err := readRange(from, to); err != nil {
+				return err
+			}
+			pos = hole
+		}
+	}
+	n.Blocks = blocks
+	n.Runs = runs
+	if hash {
+		copy(n.digest[:], h.Sum(nil))
+	}
+	return nil
+}
+
+// maxLinkPath bounds the paths that hard links are made to: the script
+// names the first file by its path, and debugfs reads lines of 8 KiB.
+const maxLinkPath = 2048
+
+// optimise turns every regular file whose content and mode equal those of
+// one created before it into a hard link to that one. Creation order is
+// the script's: the entries made directly first, then the deferred ones of
+// staged directories.
+func (t *Tree) optimise() {
+	type key struct {
+		digest [32]byte
+		size   int64
+		perm   uint32
+		uid    uint32
+		gid    uint32
+	}
+	first := map[key]*Node{}
+	for _, deferred := range []bool{false, true} {
+		t.Walk(func(n *Node) bool {
+			if n.Kind != File || n.Deferred != deferred || len(n.Path()) > maxLinkPath {
+				return true
+			}
+			k := key{n.digest, n.Size, n.Perm, n.UID, n.GID}
+			if p, ok := first[k]; ok {
+				n.Primary = p
+				p.Links++
+				return true
+			}
+			first[k] = n
+			return true
+		})
+	}
+}
+
+// CheckUnchanged compares every host entry with what Walk saw, so that a
+// file changed, grown, shrunk or replaced during the build fails it.
+func (t *Tree) CheckUnchanged() error {
+	var err error
+	t.Walk(func(n *Node) bool {
+		if err != nil {
+			return false
+		}
+		if n.Host == "" || !n.id.hasIdentifier {
+			return true
+		}
+		var st unix.Stat_t
+		if e := unix.Lstat(n.Host, &st); e != nil {
+			err = fmt.Errorf("%s: %s vanished during the build: %w", describe(n.Host, n.StorePath), n.Host, e)
+			return false
+		}
+		now := idOf(&st)
+		now.nlink = n.id.nlink // hard links made elsewhere do not change content
+		if now != n.id {
+			err = fmt.Errorf("%s: %s changed during the build", describe(n.Host, n.StorePath), n.Host)
+			return false
+		}
+		return true
+	})
+	return err
+}
