@@ -36,7 +36,7 @@ func copyVerifyImage(t *testing.T, src string) string {
 
 func TestVerifyCommand(t *testing.T) {
 	debugfs := testutil.RequireTool(t, "debugfs")
-	f := imagechecktest.NewFixture(t)
+	f := imagechecktest.NewFixture(t, imagechecktest.Options{NewlineNames: true})
 	img := f.MkfsImage(t)
 	top := imagechecktest.TopPath
 
@@ -131,5 +131,54 @@ func TestVerifyUsage(t *testing.T) {
 	stdout, _, code := runVerifyCLI(t, "verify", "--help")
 	if code != 0 || !strings.Contains(stdout, "usage: mkext4fs verify") || !strings.Contains(stdout, "-registration-path") {
 		t.Errorf("--help: exit %d, stdout %q", code, stdout)
+	}
+}
+
+// TestVerifyBuiltImages builds images with mkext4fs build and checks that
+// verify accepts each with the same flags and names the difference when a
+// flag disagrees.
+func TestVerifyBuiltImages(t *testing.T) {
+	testutil.RequireTool(t, "debugfs")
+	testutil.RequireTool(t, "faketime")
+	f := imagechecktest.NewFixture(t, imagechecktest.Options{})
+	tests := []struct {
+		name       string
+		build      []string
+		verify     []string
+		wantCode   int
+		wantStdout string
+	}{
+		{name: "defaults", wantStdout: `matches: 3 store paths`},
+		{name: "files", build: []string{"--files", f.Files}, verify: []string{"--files", f.Files}, wantStdout: `matches`},
+		{name: "files not given to verify", build: []string{"--files", f.Files}, wantStdout: `matches`},
+		{name: "files missing from the image", verify: []string{"--files", f.Files}, wantCode: 1,
+			wantStdout: `(?m)^/boot: missing \(the source \S+ has a directory\)$`},
+		{name: "owner", build: []string{"--owner", "0:30000"}, verify: []string{"--owner", "0:30000"}, wantStdout: `matches`},
+		{name: "owner differs", build: []string{"--owner", "0:30000"}, wantCode: 1,
+			wantStdout: `(?m)^` + regexp.QuoteMeta(imagechecktest.TopPath) + `: owner 0:30000, want 0:0$`},
+		{name: "timestamp", build: []string{"--timestamp", "315532800"}, verify: []string{"--timestamp", "315532800"}, wantStdout: `matches`},
+		{name: "timestamp differs", build: []string{"--timestamp", "315532800"}, wantCode: 1,
+			wantStdout: `(?m)^/nix/store: atime 315532800, ctime 315532800, mtime 315532800, crtime 315532800, want 1$`},
+		{name: "registration path", build: []string{"--registration-path", "/nix/var/nix/reg"}, verify: []string{"--registration-path", "/nix/var/nix/reg"}, wantStdout: `matches`},
+		{name: "optimise", build: []string{"--optimise"}, wantStdout: `matches`},
+		{name: "legacy profile", build: []string{"--profile", "legacy"}, wantStdout: `matches`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			img := filepath.Join(t.TempDir(), "image.ext4")
+			args := append([]string{"build", "--root", f.Root, "--output", img}, tc.build...)
+			_, stderr, code := runVerifyCLI(t, append(args, f.Graph)...)
+			if code != 0 {
+				t.Fatalf("build: exit %d\n%s", code, stderr)
+			}
+			args = append([]string{"verify", "--root", f.Root}, tc.verify...)
+			stdout, stderr, code := runVerifyCLI(t, append(args, img, f.Graph)...)
+			if code != tc.wantCode {
+				t.Fatalf("verify: exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tc.wantCode, stdout, stderr)
+			}
+			if !regexp.MustCompile(tc.wantStdout).MatchString(stdout) {
+				t.Errorf("stdout does not match %s:\n%s", tc.wantStdout, stdout)
+			}
+		})
 	}
 }

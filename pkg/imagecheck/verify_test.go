@@ -92,7 +92,7 @@ func corruptByte(t *testing.T, img, path string) {
 }
 
 func TestVerifyMatches(t *testing.T) {
-	f := imagechecktest.NewFixture(t)
+	f := imagechecktest.NewFixture(t, imagechecktest.Options{NewlineNames: true})
 	img := f.MkfsImage(t)
 	r := verify(t, f, img, nil)
 	if !r.Match() {
@@ -111,7 +111,7 @@ func TestVerifyMatches(t *testing.T) {
 
 func TestVerifyFindsDifferences(t *testing.T) {
 	debugfs := testutil.RequireTool(t, "debugfs")
-	f := imagechecktest.NewFixture(t)
+	f := imagechecktest.NewFixture(t, imagechecktest.Options{NewlineNames: true})
 	clean := f.MkfsImage(t)
 	top := imagechecktest.TopPath
 	tests := []struct {

@@ -44,15 +44,13 @@ const (
 // than one 4 KiB block of entries, so the directory must be indexed.
 const BigDirEntries = 300
 
-// HostileNames are file names in the fixture that a line-based reader of
-// debugfs output would get wrong.
+// HostileNames are file names in the fixture that a careless reader or
+// writer of debugfs commands and output would get wrong.
 var HostileNames = []string{
 	"with space",
 	"tab\there",
 	`quote"inside`,
-	"new\nline",
 	"debugfs: stat <2>",
-	"\nInode: 2   Type: directory",
 	"-x",
 	"<12>",
 	"#hash",
@@ -61,10 +59,25 @@ var HostileNames = []string{
 	strings.Repeat("n", 255),
 }
 
+// NewlineNames are names with newlines, which a Linux filesystem allows
+// but debugfs commands cannot carry (so mkext4fs build refuses them): only
+// in images made with mkfs.ext4 -d.
+var NewlineNames = []string{
+	"new\nline",
+	"\nInode: 2   Type: directory",
+	"\ndebugfs: ls -p <2>\n",
+}
+
+// Options change the fixture.
+type Options struct {
+	// NewlineNames adds the NewlineNames to the hostile ones.
+	NewlineNames bool
+}
+
 // NewFixture writes the fixture closure under a test directory: a top path
 // with an executable, a symlink, a big directory and the hostile names; a
 // library it refers to; and a store path that is a single file.
-func NewFixture(t testing.TB) *Fixture {
+func NewFixture(t testing.TB, opts Options) *Fixture {
 	t.Helper()
 	dir := t.TempDir()
 	f := &Fixture{
@@ -82,12 +95,17 @@ func NewFixture(t testing.TB) *Fixture {
 	}{
 		top + "/bin/hello":                       {"#!/bin/sh\necho hello from " + LibPath + "\n", 0o555},
 		top + "/share/doc/README":                {"hello, a test package\n", 0o444},
+		top + "/share/doc/README.same":           {"hello, a test package\n", 0o444},
 		top + "/share/empty":                     {"", 0o444},
 		lib + "/lib/libgreet.so":                 {"\x7fELF not really\x00\x01\x02", 0o444},
 		filepath.Join(f.Root, DataPath):          {"good morning\n", 0o444},
 		f.Files + "/boot/extlinux/extlinux.conf": {"DEFAULT nixos\nLABEL nixos\n  LINUX /boot/vmlinuz\n", 0o644},
 	}
-	for _, name := range HostileNames {
+	names := HostileNames
+	if opts.NewlineNames {
+		names = append(append([]string(nil), names...), NewlineNames...)
+	}
+	for _, name := range names {
 		files[top+"/names/"+name] = struct {
 			content string
 			mode    os.FileMode
