@@ -21,6 +21,20 @@ import (
 	"github.com/mkext4fs/mkext4fs/pkg/plan"
 )
 
+// Profiles are the default feature lists.
+var Profiles = map[string][]string{
+	// e2fsprogs 1.47's ext4 defaults, without metadata_csum_seed (GRUB 2.06
+	// refuses it) and orphan_file (e2fsck before 1.47 refuses it).
+	"default": {"has_journal", "ext_attr", "resize_inode", "dir_index", "filetype", "extent",
+		"64bit", "flex_bg", "sparse_super", "large_file", "huge_file", "dir_nlink", "extra_isize",
+		"metadata_csum"},
+	// For old boot loaders and kernels: no 64bit (some U-Boot builds cannot
+	// boot from it), no metadata_csum (U-Boot cannot write such
+	// filesystems).
+	"legacy": {"has_journal", "ext_attr", "resize_inode", "dir_index", "filetype", "extent",
+		"flex_bg", "sparse_super", "large_file", "huge_file", "dir_nlink", "extra_isize"},
+}
+
 // Options describe one image.
 type Options struct {
 	// Output is the image file to write. It appears only once complete.

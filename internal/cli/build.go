@@ -22,19 +22,6 @@ func init() {
 	register("script", "print the debugfs script a build would run", runScript)
 }
 
-// Profiles are the default feature lists.
-var profiles = map[string][]string{
-	// e2fsprogs 1.47's ext4 defaults, without metadata_csum_seed (GRUB 2.06
-	// refuses it) and orphan_file (e2fsck before 1.47 refuses it).
-	"default": {"has_journal", "ext_attr", "resize_inode", "dir_index", "filetype", "extent",
-		"64bit", "flex_bg", "sparse_super", "large_file", "huge_file", "dir_nlink", "extra_isize",
-		"metadata_csum"},
-	// For old boot loaders and kernels: no 64bit (some U-Boot builds), no
-	// metadata_csum (U-Boot cannot write such filesystems).
-	"legacy": {"has_journal", "ext_attr", "resize_inode", "dir_index", "filetype", "extent",
-		"flex_bg", "sparse_super", "large_file", "huge_file", "dir_nlink", "extra_isize"},
-}
-
 type buildFlags struct {
 	output, label, uuid, root, files, regPath string
 	owner, headroom, features, profile        string
@@ -181,7 +168,7 @@ func parseSize(s string) (int64, error) {
 
 // featureList applies the --features changes to a profile.
 func featureList(profile, changes string) ([]string, error) {
-	base, ok := profiles[profile]
+	base, ok := build.Profiles[profile]
 	if !ok {
 		return nil, usagef("--profile %q: choose default or legacy", profile)
 	}
