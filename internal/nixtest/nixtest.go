@@ -30,7 +30,7 @@ type Nix struct {
 func New(t testing.TB) *Nix {
 	t.Helper()
 	n := &Nix{tools: map[string]string{}}
-	for _, tool := range []string{"nix-build", "nix-instantiate", "nix-store"} {
+	for _, tool := range []string{"nix-build", "nix-instantiate", "nix-store", "nix-hash"} {
 		n.tools[tool] = testutil.RequireTool(t, tool)
 	}
 	testutil.RequireRoot(t)
@@ -64,7 +64,7 @@ func (n *Nix) Env() []string {
 	)
 }
 
-// Command prepares one of nix-build, nix-instantiate, nix-store.
+// Command prepares one of nix-build, nix-instantiate, nix-store, nix-hash.
 func (n *Nix) Command(ctx context.Context, tool string, args ...string) *exec.Cmd {
 	bin := n.tools[tool]
 	if bin == "" {
@@ -169,6 +169,29 @@ func (n *Nix) NarHash(t testing.TB, path string) (string, uint64) {
 		t.Fatalf("nix-store -q --size %s: %q: %v", path, sizeText, err)
 	}
 	return hash, size
+}
+
+// DumpHash returns what Nix computes for the file tree at path, which need
+// not be in a store: the NAR hash as sha256:<nix-base32> (nix-hash) and the
+// length of the NAR (nix-store --dump).
+func (n *Nix) DumpHash(t testing.TB, path string) (string, uint64) {
+	t.Helper()
+	hash := strings.TrimSpace(n.Run(t, "nix-hash", "--type", "sha256", "--base32", path))
+	cmd := n.Command(context.Background(), "nix-store", "--dump", path)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	size, copyErr := io.Copy(io.Discard, stdout)
+	if err := cmd.Wait(); err != nil || copyErr != nil {
+		t.Fatalf("nix-store --dump %s: %v %v\n%s", path, err, copyErr, stderr.String())
+	}
+	return "sha256:" + hash, uint64(size)
 }
 
 // CheckRegistration copies paths from root (root+path; "/" for the real

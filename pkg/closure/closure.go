@@ -23,6 +23,12 @@ type Options struct {
 	AttrsKey string
 }
 
+// Validate reports options that cannot work, such as a relative StoreDir.
+func (o Options) Validate() error {
+	_, err := o.storeDir()
+	return err
+}
+
 func (o Options) storeDir() (string, error) {
 	d := o.StoreDir
 	if d == "" {

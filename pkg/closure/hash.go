@@ -267,39 +267,51 @@ func readDirNames(fsPath string) ([]string, error) {
 }
 
 // copyFile streams the file's contents into the NAR and checks that it
-// still has the size its header announced.
+// still has the size its header announced. It reads with plain system
+// calls: an os.File would try to register every file with the poller,
+// which costs more than reading a small file.
 func (h *narHasher) copyFile(ctx context.Context, nw *nar.Writer, fsPath string, size int64) error {
-	f, err := os.OpenFile(fsPath, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	fd, err := openNoFollow(fsPath)
 	if err != nil {
-		return err
+		return &os.PathError{Op: "open", Path: fsPath, Err: err}
 	}
-	defer f.Close()
+	defer syscall.Close(fd)
 	var n int64
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		m, rerr := f.Read(h.buf)
-		if m > 0 {
-			if n+int64(m) > size {
-				return fmt.Errorf("%s: file grew while it was being hashed (expected %d bytes)", fsPath, size)
-			}
-			if _, err := nw.Write(h.buf[:m]); err != nil {
-				return fmt.Errorf("%s: writing NAR: %w", fsPath, err)
-			}
-			n += int64(m)
+		m, err := syscall.Read(fd, h.buf)
+		if errors.Is(err, syscall.EINTR) {
+			continue
 		}
-		if errors.Is(rerr, io.EOF) {
+		if err != nil {
+			return &os.PathError{Op: "read", Path: fsPath, Err: err}
+		}
+		if m == 0 {
 			break
 		}
-		if rerr != nil {
-			return rerr
+		if n+int64(m) > size {
+			return fmt.Errorf("%s: file grew while it was being hashed (expected %d bytes)", fsPath, size)
 		}
+		if _, err := nw.Write(h.buf[:m]); err != nil {
+			return fmt.Errorf("%s: writing NAR: %w", fsPath, err)
+		}
+		n += int64(m)
 	}
 	if n != size {
 		return fmt.Errorf("%s: file shrank while it was being hashed (read %d of %d bytes)", fsPath, n, size)
 	}
 	return nil
+}
+
+func openNoFollow(p string) (int, error) {
+	for {
+		fd, err := syscall.Open(p, syscall.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
+		if !errors.Is(err, syscall.EINTR) {
+			return fd, err
+		}
+	}
 }
 
 func typeName(mode os.FileMode) string {
