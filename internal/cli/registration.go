@@ -52,8 +52,8 @@ func runRegistration(ctx context.Context, env *Env, args []string) error {
 	if !noVerify {
 		checked = "verified"
 	}
-	fmt.Fprintf(env.Stderr, "registration: %d store paths, %s of NAR; %d hashed, %d %s (%.2f s)\n",
-		len(c.Paths), formatBytes(c.NarBytes()), missing, given, checked, time.Since(start).Seconds())
+	fmt.Fprintf(env.Stderr, "registration: %d store paths, %s of NAR; %d hashed, %d %s in %s\n",
+		len(c.Paths), formatBytes(c.NarBytes()), missing, given, checked, time.Since(start).Round(time.Millisecond))
 	return nil
 }
 

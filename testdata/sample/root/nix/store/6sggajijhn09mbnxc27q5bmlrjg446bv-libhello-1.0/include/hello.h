@@ -1,0 +1,1 @@
+/* nothing to include: libhello is a shell library */

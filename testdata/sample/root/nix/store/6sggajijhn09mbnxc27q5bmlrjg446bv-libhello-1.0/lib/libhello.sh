@@ -1,0 +1,1 @@
+libhello-1.0.sh
