@@ -52,8 +52,6 @@ let
       volumeLabel
       "--uuid"
       uuid
-      "--files"
-      "./files"
       "--attrs-key"
       "closure"
     ]
@@ -89,7 +87,7 @@ stdenvNoCC.mkDerivation {
       mkdir -p ./files
       ${populateImageCommands}
     )
-    ${tool}/bin/mkext4fs build --output "$out" ${lib.escapeShellArgs flags} \
+    ${tool}/bin/mkext4fs build --output "$out" --files "$PWD/files" ${lib.escapeShellArgs flags} \
       "''${NIX_ATTRS_JSON_FILE:-$NIX_BUILD_TOP/.attrs.json}"
   '';
 

@@ -51,8 +51,8 @@ runCommand "${image.name}-check"
     img=$image
     case $img in
       *.zst)
-        zstd -d -q -o image.img "$img"
-        img=image.img
+        img=$PWD/image.img
+        zstd -d -q -o "$img" "$image"
         ;;
     esac
     [ -f "$img" ] || fail "$img is not a file"
@@ -139,7 +139,7 @@ runCommand "${image.name}-check"
     diff -u closure registered || fail "the registered closure differs from the closure"
 
     ${lib.optionalString (mkext4fs != null) ''
-      ${mkext4fs}/bin/mkext4fs verify --files ./files "$img" closure-* > mkext4fs-verify.log 2>&1 || {
+      ${mkext4fs}/bin/mkext4fs verify --files "$PWD/files" "$img" closure-* > mkext4fs-verify.log 2>&1 || {
         cat mkext4fs-verify.log >&2
         fail "mkext4fs verify found differences"
       }

@@ -1,10 +1,21 @@
-# What the integration test builds: nix/make-ext4-fs.nix called the way
-# nixpkgs' sd-image.nix calls a rootFilesystemCreator, on a small closure,
-# with and without compression; nix/tests/check-image.nix on each; and
-# tampered copies that the check must reject.
-{ mkext4fsBin }:
+# What the integration test builds, with the stand-in package set:
+#   - the package (nix/package.nix) and its passthru.tests, which the flake
+#     runs as checks;
+#   - nix/make-ext4-fs.nix called the way nixpkgs' sd-image.nix calls a
+#     rootFilesystemCreator, on a small closure, with and without
+#     compression, each checked by nix/tests/check-image.nix;
+#   - the same without mkext4fs in the package set (no overlay);
+#   - tampered copies of the image, which the check must reject.
+{
+  go ? "go",
+  goCache ? null,
+}:
 let
-  pkgs = import ./stand-in.nix { inherit mkext4fsBin; };
+  pkgs = import ./stand-in.nix { inherit go goCache; };
+  noOverlay = import ./stand-in.nix {
+    inherit go goCache;
+    withOverlay = false;
+  };
   closure = import ./closure.nix { inherit (pkgs) runCommand; };
 
   storePaths = [
@@ -20,6 +31,9 @@ let
 
   makeImage =
     compressImage:
+    makeImageWith pkgs compressImage;
+  makeImageWith =
+    pkgs: compressImage:
     pkgs.callPackage ../../nix/make-ext4-fs.nix {
       inherit
         storePaths
@@ -62,7 +76,10 @@ let
   '';
 in
 {
+  inherit (pkgs) mkext4fs;
+  inherit (pkgs.mkext4fs) tests;
   inherit image imageZstd;
+  imageNoOverlay = makeImageWith noOverlay false;
   inherit (closure)
     app
     link
@@ -92,6 +109,8 @@ in
     missing = check (tamper (debugfs [ "rm ${closure.data}" ]));
     extra = check (tamper (debugfs [ "write tampered.txt /etc-hostname" ]));
     owner = check (tamper (debugfs [ "sif ${closure.exe} uid 1000" ]));
+    # Only mkext4fs verify looks at times.
+    time = check (tamper (debugfs [ "sif ${closure.lib}/A mtime @5" ]));
     # One character of the first NAR hash changed.
     registration = check (
       tamper ''
