@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# (a) mkext4fs build on the corpus' text-form closure file: it hashes every
+# store path itself (the text form carries no hashes), writes the
+# registration, the store and the --files content, and checks the image.
+# Env: CORPUS (a corpus directory), OUT (an empty directory), MKEXT4FS.
+set -euo pipefail
+exec "$MKEXT4FS" build --root "$CORPUS/root" --files "$CORPUS/files" \
+	--output "$OUT/image" --report "$OUT/report.json" "$CORPUS/closure"
