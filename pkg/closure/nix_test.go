@@ -3,6 +3,7 @@ package closure_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -209,4 +210,45 @@ func flipHashChar(t *testing.T, reg []byte, path string) []byte {
 	}
 	t.Fatalf("%s not in the registration", path)
 	return nil
+}
+
+// A graph entry with a hash but NAR size 0, as stores registered by old
+// tools give, gets its size from the files, and its hash is checked on the
+// way even without Verify.
+func TestHashFillsZeroSize(t *testing.T) {
+	n, f := fixture(t)
+	data, err := os.ReadFile(f.JSONGraph)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var attrs map[string]any
+	if err := json.Unmarshal(data, &attrs); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range attrs["app"].([]any) {
+		e.(map[string]any)["narSize"] = 0
+	}
+	zeroed, err := json.Marshal(attrs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	graph := filepath.Join(t.TempDir(), "attrs.json")
+	if err := os.WriteFile(graph, zeroed, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := load(t, []string{graph}, closure.Options{AttrsKey: "app"})
+	if err := c.Hash(context.Background(), closure.HashOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range c.Paths {
+		if hash, size := n.NarHash(t, p.Path); p.NarHash != hash || p.NarSize != size {
+			t.Errorf("%s: %s %d, nix-store: %s %d", p.Path, p.NarHash, p.NarSize, hash, size)
+		}
+	}
+
+	c = load(t, []string{graph}, closure.Options{AttrsKey: "app"})
+	c.Paths[0].NarHash = "sha256:" + strings.Repeat("0", 52)
+	if err := c.Hash(context.Background(), closure.HashOptions{}); err == nil || !strings.Contains(err.Error(), "do not match the graph") {
+		t.Errorf("a wrong hash with size 0: %v", err)
+	}
 }
