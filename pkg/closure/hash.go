@@ -131,7 +131,7 @@ func (c *Closure) hashOne(ctx context.Context, h *narHasher, root string, p *Pat
 	}
 	got := formatNarHash(sum)
 	if p.NarHash != "" && (got != p.NarHash || (p.NarSize != 0 && size != p.NarSize)) {
-		return fmt.Errorf("%s: the files at %s do not match the graph: NAR hash %s, size %d; the graph says %s, size %d (wrong --root, or a damaged store?)",
+		return fmt.Errorf("%s: the files at %s do not match the graph: NAR hash %s, size %d; the graph says %s, size %d (wrong root directory, or a damaged store?)",
 			p.Path, fsPath, got, size, p.NarHash, p.NarSize)
 	}
 	p.NarHash, p.NarSize = got, size
