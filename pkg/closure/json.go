@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sort"
 	"strconv"
 )
 
@@ -27,7 +28,8 @@ type jsonObject struct {
 // parseJSON reads a structured-attrs file: the lists of store path objects
 // among its top-level values, or only the one named by attrsKey.
 func parseJSON(data []byte, name, storeDir, attrsKey string) ([]record, error) {
-	values, err := topLevel(data, name)
+	lineAt := newLineIndex(data).at
+	values, err := topLevel(data, name, lineAt)
 	if err != nil {
 		return nil, err
 	}
@@ -44,12 +46,12 @@ func parseJSON(data []byte, name, storeDir, attrsKey string) ([]record, error) {
 		if !ok {
 			if attrsKey != "" {
 				return nil, fmt.Errorf("%s:%d: %q is not a list of store path objects (path, narHash, narSize, references)",
-					name, lineAt(data, v.off), attrsKey)
+					name, lineAt(v.off), attrsKey)
 			}
 			continue
 		}
 		for i, e := range elems {
-			where := fmt.Sprintf("%s:%d", name, lineAt(data, e.off))
+			where := fmt.Sprintf("%s:%d", name, lineAt(e.off))
 			r, err := jsonRecord(e.fields, storeDir)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %s[%d]: %w", where, v.key, i, err)
@@ -66,7 +68,7 @@ func parseJSON(data []byte, name, storeDir, attrsKey string) ([]record, error) {
 
 // topLevel splits the top-level object into its values, keeping their
 // offsets so that later messages can name a line.
-func topLevel(data []byte, name string) ([]jsonValue, error) {
+func topLevel(data []byte, name string, lineAt func(int64) int) ([]jsonValue, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	fail := func(err error) error {
 		off := dec.InputOffset()
@@ -77,14 +79,14 @@ func topLevel(data []byte, name string) ([]jsonValue, error) {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
 		}
-		return fmt.Errorf("%s:%d: invalid JSON: %w", name, lineAt(data, off), err)
+		return fmt.Errorf("%s:%d: invalid JSON: %w", name, lineAt(off), err)
 	}
 	tok, err := dec.Token()
 	if err != nil {
 		return nil, fail(err)
 	}
 	if tok != json.Delim('{') {
-		return nil, fmt.Errorf("%s:%d: the top-level JSON value is not an object", name, lineAt(data, 0))
+		return nil, fmt.Errorf("%s:%d: the top-level JSON value is not an object", name, lineAt(0))
 	}
 	var values []jsonValue
 	for dec.More() {
@@ -216,13 +218,21 @@ func skipSeparators(data []byte, off int64) int64 {
 	return off
 }
 
-// lineAt returns the 1-based line of byte offset off.
-func lineAt(data []byte, off int64) int {
-	if off > int64(len(data)) {
-		off = int64(len(data))
+// lineIndex maps byte offsets of a file to 1-based line numbers.
+type lineIndex []int64 // offsets of the newlines
+
+func newLineIndex(data []byte) lineIndex {
+	var nl lineIndex
+	for i, b := range data {
+		if b == '\n' {
+			nl = append(nl, int64(i))
+		}
 	}
-	if off < 0 {
-		off = 0
-	}
-	return bytes.Count(data[:off], []byte("\n")) + 1
+	return nl
+}
+
+// at returns the line of byte offset off: one more than the number of
+// newlines before it.
+func (nl lineIndex) at(off int64) int {
+	return sort.Search(len(nl), func(i int) bool { return nl[i] >= off }) + 1
 }
