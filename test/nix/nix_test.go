@@ -2,7 +2,9 @@
 // nixpkgs: every .nix file parses; and, through the stand-in package set in
 // stand-in.nix, the package builds and wraps, and make-ext4-fs.nix, called
 // as nixpkgs' sd-image.nix calls a rootFilesystemCreator, makes images that
-// nix/tests/check-image.nix accepts, while it rejects tampered copies.
+// nix/tests/check-image.nix accepts, while it rejects tampered copies; and
+// default.nix, the flake's outputs, the overlay and the NixOS module build
+// what they should (entry-points.nix).
 package nix
 
 import (
@@ -10,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -240,4 +243,110 @@ func TestCheckImageRejectsTampering(t *testing.T) {
 			}
 		})
 	}
+}
+
+// superblock reads the fields of dumpe2fs -h that the tests look at.
+func superblock(t *testing.T, image string) map[string]string {
+	t.Helper()
+	out, err := exec.Command(testutil.RequireTool(t, "dumpe2fs"), "-h", image).Output()
+	if err != nil {
+		t.Fatalf("dumpe2fs -h %s: %v", image, err)
+	}
+	fields := map[string]string{}
+	for _, line := range strings.Split(string(out), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok {
+			fields[k] = strings.TrimSpace(v)
+		}
+	}
+	return fields
+}
+
+func superblockInt(t *testing.T, sb map[string]string, key string) int64 {
+	t.Helper()
+	v, err := strconv.ParseInt(sb[key], 10, 64)
+	if err != nil {
+		t.Fatalf("dumpe2fs field %q = %q: %v", key, sb[key], err)
+	}
+	return v
+}
+
+// TestEntryPointsWithStandIn builds through what users call: default.nix,
+// the flake's outputs, the overlay and the NixOS module (see
+// entry-points.nix).
+func TestEntryPointsWithStandIn(t *testing.T) {
+	n := nixtest.New(t)
+	debugfs := testutil.RequireTool(t, "debugfs")
+	file := filepath.Join(t.TempDir(), "entry-points.nix")
+	expr := strings.Replace(string(readFile(t, standIn(t))), "images.nix", "entry-points.nix", 1)
+	if err := os.WriteFile(file, []byte(expr), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	labels := map[string]string{
+		"defaultNix.makeExt4Fs": "VIA_DEFAULT",
+		"flake.makeExt4Fs":      "VIA_FLAKE",
+		"flake.creator":         "VIA_CREATOR",
+		"overlay.makeExt4Fs":    "VIA_OVERLAY",
+		"module.default":        "NIXOS_SD",
+		"module.roomy":          "NIXOS_SD",
+	}
+	attrs := []string{"flake.mkext4fs", "defaultNix.mkext4fs", "defaultNix.testsImage", "flake.checkImage"}
+	for a := range labels {
+		attrs = append(attrs, a)
+	}
+	out := n.Build(t, file, attrs...)
+	if len(out) != len(attrs) {
+		t.Fatalf("nix-build printed %d paths for %d attributes: %q", len(out), len(attrs), out)
+	}
+	got := map[string]string{}
+	for i, a := range attrs {
+		got[a] = out[i]
+	}
+
+	t.Run("labels", func(t *testing.T) {
+		for attr, want := range labels {
+			if label := superblock(t, got[attr])["Filesystem volume name"]; label != want {
+				t.Errorf("%s: label %q, want %q", attr, label, want)
+			}
+		}
+	})
+
+	t.Run("versions", func(t *testing.T) {
+		for attr, want := range map[string]string{
+			"flake.mkext4fs":      "mkext4fs 0-unstable-0123abc\n",
+			"defaultNix.mkext4fs": "mkext4fs 0-unstable\n",
+		} {
+			v, err := exec.Command(filepath.Join(got[attr], "bin", "mkext4fs"), "version").Output()
+			if err != nil || string(v) != want {
+				t.Errorf("%s: version printed %q (%v), want %q", attr, v, err, want)
+			}
+		}
+	})
+
+	t.Run("module passes populateRootCommands", func(t *testing.T) {
+		cat, err := exec.Command(debugfs, "-R", "cat /boot/hello", got["module.default"]).Output()
+		if err != nil || string(cat) != "hello\n" {
+			t.Errorf("/boot/hello in %s: %q (%v)", got["module.default"], cat, err)
+		}
+	})
+
+	t.Run("module passes headroom and extraInodes", func(t *testing.T) {
+		const mib = 1 << 20
+		free := func(attr string) (unreserved, inodes int64) {
+			sb := superblock(t, got[attr])
+			bs := superblockInt(t, sb, "Block size")
+			blocks := superblockInt(t, sb, "Free blocks") - superblockInt(t, sb, "Reserved block count")
+			return blocks * bs, superblockInt(t, sb, "Free inodes")
+		}
+		defBytes, defInodes := free("module.default")
+		roomyBytes, roomyInodes := free("module.roomy")
+		if defBytes < 16*mib || defBytes >= 64*mib {
+			t.Errorf("default headroom: %d bytes unreserved and free, want 16 MiB to 64 MiB", defBytes)
+		}
+		if roomyBytes < 64*mib {
+			t.Errorf("headroom = \"64MiB\": %d bytes unreserved and free", roomyBytes)
+		}
+		if roomyInodes < 20000 || defInodes >= 20000 {
+			t.Errorf("extraInodes = 20000: %d free inodes (default: %d)", roomyInodes, defInodes)
+		}
+	})
 }
