@@ -19,6 +19,7 @@ buildGoModule (finalAttrs: {
   pname = "mkext4fs";
   inherit version;
 
+  # The Go sources and what their tests read (testdata/ at the top too).
   src = lib.fileset.toSource {
     root = ../.;
     fileset = lib.fileset.unions [
@@ -28,6 +29,7 @@ buildGoModule (finalAttrs: {
       ../cmd
       ../internal
       ../pkg
+      ../testdata
     ];
   };
   vendorHash = null;
