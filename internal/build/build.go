@@ -101,6 +101,16 @@ func maxRegistrationBytes(c *closure.Closure) int64 {
 // Prepare loads the closure, walks the content and generates the script.
 // It runs nothing and writes nothing.
 func Prepare(ctx context.Context, o *Options) (*Prepared, error) {
+	// The tools run in a directory of their own: give them absolute paths.
+	for _, p := range []*string{&o.Output, &o.Root, &o.Files} {
+		if *p != "" {
+			abs, err := filepath.Abs(*p)
+			if err != nil {
+				return nil, err
+			}
+			*p = abs
+		}
+	}
 	c, err := closure.Load(o.Graphs, o.Closure)
 	if err != nil {
 		return nil, err
@@ -146,11 +156,28 @@ func (l *logger) printf(format string, args ...any) {
 	fmt.Fprintf(l.w, format+"\n", args...)
 }
 
+// errImageFull marks a build that ran out of blocks in the image.
+var errImageFull = errors.New("image full")
+
 // Build makes the image. On any failure, and when ctx is cancelled,
 // nothing is left at Output and the temporary files are removed.
-func Build(ctx context.Context, o Options) (res *Result, err error) {
+func Build(ctx context.Context, o Options) (*Result, error) {
+	res, err := build(ctx, o, false)
+	if errors.Is(err, errImageFull) {
+		// A staged directory outgrew its estimate while it was built:
+		// build again with room for the worst case.
+		if o.Log != nil {
+			fmt.Fprintf(o.Log, "the image ran short of blocks while building large directories (%v); building again with room for the worst case\n", err)
+		}
+		res, err = build(ctx, o, true)
+	}
+	return res, err
+}
+
+func build(ctx context.Context, o Options, worstCase bool) (res *Result, err error) {
 	start := time.Now()
 	log := &logger{w: o.Log, start: start}
+
 	rep := newReport(&o)
 	phase := rep.phaser()
 
@@ -222,7 +249,7 @@ func Build(ctx context.Context, o Options) (res *Result, err error) {
 	if err := r.WriteConfig(mkfsFeatures); err != nil {
 		return nil, err
 	}
-	need := t.Need(plan.Geometry{MetadataCsum: csum})
+	need := t.Need(plan.Geometry{MetadataCsum: csum, WorstCasePeak: worstCase})
 	geo, err := fitSize(ctx, r, work, &o, need)
 	if err != nil {
 		return nil, err
@@ -248,6 +275,7 @@ func Build(ctx context.Context, o Options) (res *Result, err error) {
 			if err := r.Optimize(ctx, image); err != nil {
 				return nil, hostSpace(err, dir)
 			}
+			phase("index")
 		}
 		if i == 0 {
 			// Directory hashes the same on every build host: mke2fs marks
@@ -259,14 +287,18 @@ func Build(ctx context.Context, o Options) (res *Result, err error) {
 			return nil, imageSpace(hostSpace(err, dir), need, geo)
 		}
 		done += len(lines)
+		if i == 0 {
+			phase("populate")
+		} else {
+			phase("populate_staged")
+		}
 	}
-	phase("populate")
 
 	if err := hashWait(); err != nil {
 		return nil, err
 	}
 	log.printf("hashed %d store paths, %s of NAR", len(c.Paths), humanBytes(int64(c.NarBytes())))
-	phase("hash")
+	phase("hash_wait")
 	var reg bytes.Buffer
 	if err := c.WriteRegistration(&reg); err != nil {
 		return nil, err
@@ -286,14 +318,20 @@ func Build(ctx context.Context, o Options) (res *Result, err error) {
 	if err := t.CheckUnchanged(); err != nil {
 		return nil, err
 	}
+	phase("registration")
 	if csum {
-		if err := r.EnableFeatures(ctx, image, []string{"metadata_csum"}); err != nil {
+		late := []string{"metadata_csum"}
+		if contains(o.Features, "metadata_csum_seed") {
+			late = append(late, "metadata_csum_seed")
+		}
+		if err := r.EnableFeatures(ctx, image, late); err != nil {
 			return nil, hostSpace(err, dir)
 		}
 	}
 	if err := r.Optimize(ctx, image); err != nil {
 		return nil, hostSpace(err, dir)
 	}
+	phase("checksums")
 	if err := r.Check(ctx, image); err != nil {
 		return nil, err
 	}
@@ -301,10 +339,13 @@ func Build(ctx context.Context, o Options) (res *Result, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if sb, err = shrinkToFit(ctx, r, image, sb, &o); err != nil {
+		return nil, hostSpace(err, dir)
+	}
 	if err := checkResult(sb, &o, need, geo, int64(reg.Len())); err != nil {
 		return nil, err
 	}
-	phase("verify")
+	phase("check")
 
 	final := image
 	if o.Compress == "zstd" {
@@ -447,7 +488,7 @@ func imageSpace(err error, need plan.Need, geo *geometry) error {
 		case strings.Contains(m, "Could not allocate inode"), strings.Contains(m, "No free inodes"):
 			return fmt.Errorf("the image ran out of inodes (%d planned for %d entries): %w; please report this", geo.Inodes, need.Inodes, err)
 		case strings.Contains(m, "Could not allocate block"), strings.Contains(m, "No free space in the directory"):
-			return fmt.Errorf("the image ran out of blocks (%d planned): %w; please report this", geo.Blocks, err)
+			return fmt.Errorf("the image ran out of blocks (%d planned): %w: %w", geo.Blocks, err, errImageFull)
 		}
 	}
 	return err

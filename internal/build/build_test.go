@@ -122,6 +122,11 @@ func mixedStore(t *testing.T) *imagetest.Store {
 		}
 		return os.Mkdir(filepath.Join(dir, "subdir"), 0o755)
 	})
+	// Identical files, as nix-store --optimise would hard-link them (the
+	// last path: a test relies on it).
+	s.Add(t, "dups", func(p string) error {
+		return writeFiles(p, map[string]string{"one/dup": "read me\n", "two/dup": "read me\n"})
+	})
 	s.Finish(t)
 	return s
 }

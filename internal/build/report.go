@@ -40,8 +40,11 @@ type Report struct {
 		Free  int64 `json:"free"`
 	} `json:"inodes"`
 	StorePaths []StorePathReport `json:"store_paths"`
-	// Seconds per phase: plan, size, mkfs, populate, hash (the wait for
-	// it: hashing runs during populate), verify, compress, total.
+	// Seconds per phase: plan (closure, walk, script), size, mkfs,
+	// populate (first debugfs), index (e2fsck -fyD), populate_staged
+	// (second debugfs), hash_wait (hashing runs during populate: what was
+	// left of it), registration, checksums (tune2fs, e2fsck -fyD), check
+	// (e2fsck -fn, plan checks), compress, total.
 	Seconds map[string]float64 `json:"seconds"`
 
 	last time.Time

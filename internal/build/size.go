@@ -77,9 +77,13 @@ func fitSize(ctx context.Context, r *e2fs.Runner, work string, o *Options, need 
 	}
 	trial := filepath.Join(work, "trial")
 	var best *geometry
-	tried := map[int64]bool{}
-	for i := 0; i < maxIterations && !tried[size]; i++ {
-		tried[size] = true
+	// lo is the largest size known too small, best the smallest known to
+	// fit; the free space is nearly linear in the size, with steps where
+	// groups and the journal change, so Newton steps kept inside the
+	// bracket converge in a few trials.
+	lo := int64(0)
+	trials := 0
+	for ; trials < maxIterations; trials++ {
 		g := layout(size, inodes)
 		if err := os.Remove(trial); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return nil, err
@@ -87,7 +91,9 @@ func fitSize(ctx context.Context, r *e2fs.Runner, work string, o *Options, need 
 		if err := createSparse(trial, size*plan.BlockSize); err != nil {
 			return nil, err
 		}
-		if err := r.Mkfs(ctx, trial, g.mkfsOptions(o)); err != nil {
+		mo := g.mkfsOptions(o)
+		mo.Trial = true
+		if err := r.Mkfs(ctx, trial, mo); err != nil {
 			return nil, fmt.Errorf("sizing the image: %w", err)
 		}
 		sb, err := e2fs.ReadSuperblock(trial)
@@ -96,30 +102,51 @@ func fitSize(ctx context.Context, r *e2fs.Runner, work string, o *Options, need 
 		}
 		surplus := sb.UnreservedFree() - want
 		inodeSurplus := int64(sb.FreeInodes) - (inodes - firstInode)
-		if surplus >= 0 && inodeSurplus >= 0 && (best == nil || g.Blocks < best.Blocks) {
-			gg := g
-			best = &gg
+		if r.Verbose != nil {
+			fmt.Fprintf(r.Verbose, "size: %d blocks (%d per group): %d blocks, %d inodes to spare\n", size, g.BlocksPerGroup, surplus, inodeSurplus)
 		}
-		tolerance := 8 + size/2000
-		if surplus >= 0 && surplus <= tolerance && inodeSurplus >= 0 {
-			break
+		fits := surplus >= 0 && inodeSurplus >= 0
+		if fits {
+			if best == nil || g.Blocks < best.Blocks {
+				gg := g
+				best = &gg
+			}
+			if surplus <= 8+size/1000 {
+				break
+			}
+		} else if size > lo {
+			lo = size
 		}
 		step := int64(float64(surplus) / usable)
 		switch {
-		case surplus < 0 && step > -16:
+		case !fits && step > -16:
 			step = -16
-		case surplus > 0 && step == 0:
+		case fits && step == 0:
 			step = 1
 		}
 		if inodeSurplus < 0 && step > -256 {
 			step = -256 // more groups
 		}
-		size -= step
-		if size < minBlocks {
-			size = minBlocks
+		next := size - step
+		if best != nil && next >= best.Blocks {
+			next = (lo + best.Blocks) / 2
 		}
+		if next <= lo {
+			if best != nil {
+				next = (lo + best.Blocks) / 2
+			} else {
+				next = lo + 16
+			}
+		}
+		if best != nil && best.Blocks-lo <= 1 || next == size {
+			break
+		}
+		size = next
 	}
 	os.Remove(trial)
+	if r.Verbose != nil {
+		fmt.Fprintf(r.Verbose, "size: %d trials\n", trials+1)
+	}
 	if best == nil {
 		return nil, fmt.Errorf("sizing the image: no size found that holds %d blocks and %d inodes", want, inodes)
 	}
@@ -151,4 +178,53 @@ func checkResult(sb *e2fs.Superblock, o *Options, need plan.Need, geo *geometry,
 
 func isENOSPC(err error) bool {
 	return errors.Is(err, syscall.ENOSPC)
+}
+
+// shrinkToFit gives back the space the build held only for a while: when
+// staged directories needed more room while being built than the headroom
+// had, the finished filesystem has more free space than asked for, and
+// resize2fs takes the excess off its end.
+func shrinkToFit(ctx context.Context, r *e2fs.Runner, image string, sb *e2fs.Superblock, o *Options) (*e2fs.Superblock, error) {
+	headroom := (o.Headroom + plan.BlockSize - 1) / plan.BlockSize
+	usable := 1 - o.ReservedPercent/100
+	for i := 0; i < 3; i++ {
+		excess := sb.UnreservedFree() - headroom
+		// Within a quarter of what the size may be off by, keep it.
+		if excess <= (int64(sb.BlocksCount)/100+256)/4 {
+			return sb, nil
+		}
+		blocks := int64(sb.BlocksCount) - int64(float64(excess)/usable) + 1
+		// Keep enough groups for the free inodes asked for.
+		used := int64(sb.UsedInodes())
+		groups := (used + o.ExtraInodes + int64(sb.InodesPerGroup) - 1) / int64(sb.InodesPerGroup)
+		if min := (groups-1)*int64(sb.BlocksPerGroup) + 1024; blocks < min {
+			blocks = min
+		}
+		minimum, err := r.MinSize(ctx, image)
+		if err != nil {
+			return nil, err
+		}
+		if blocks < minimum {
+			blocks = minimum
+		}
+		if blocks >= int64(sb.BlocksCount) {
+			return sb, nil
+		}
+		if err := r.Shrink(ctx, image, blocks); err != nil {
+			return nil, err
+		}
+		if err := r.Check(ctx, image); err != nil {
+			return nil, err
+		}
+		next, err := e2fs.ReadSuperblock(image)
+		if err != nil {
+			return nil, err
+		}
+		if next.UnreservedFree() < headroom || int64(next.FreeInodes) < o.ExtraInodes {
+			return nil, fmt.Errorf("resize2fs left %d free blocks and %d free inodes, want %d and %d; please report this",
+				next.UnreservedFree(), next.FreeInodes, headroom, o.ExtraInodes)
+		}
+		sb = next
+	}
+	return sb, nil
 }

@@ -49,17 +49,24 @@ type MkfsOptions struct {
 	BlocksPerGroup  int64 // 0: mke2fs' default
 	ReservedPercent float64
 	Label, UUID     string
+	// Trial skips zeroing the inode tables: for a filesystem made only to
+	// read its free counts.
+	Trial bool
 }
 
 // Mkfs makes an empty filesystem of o.Blocks blocks in image, which must
 // exist (it is not truncated).
 func (r *Runner) Mkfs(ctx context.Context, image string, o MkfsOptions) error {
+	lazy := "0"
+	if o.Trial {
+		lazy = "1"
+	}
 	args := []string{"-q", "-F", "-t", "ext4", "-b", "4096", "-I", "256",
 		"-N", strconv.FormatInt(o.Inodes, 10),
 		"-m", strconv.FormatFloat(o.ReservedPercent, 'f', -1, 64),
 		"-L", o.Label, "-U", o.UUID,
 		// One -E: before 1.47.4 mke2fs keeps only the last.
-		"-E", "hash_seed=" + o.UUID + ",root_owner=0:0,nodiscard,lazy_itable_init=0,lazy_journal_init=1",
+		"-E", "hash_seed=" + o.UUID + ",root_owner=0:0,nodiscard,lazy_journal_init=1,lazy_itable_init=" + lazy,
 	}
 	if o.BlocksPerGroup > 0 {
 		args = append(args, "-g", strconv.FormatInt(o.BlocksPerGroup, 10))
@@ -258,6 +265,45 @@ func (r *Runner) EnableFeatures(ctx context.Context, image string, features []st
 	})
 	if len(bad) > 0 {
 		return &ToolError{Argv: append([]string{"tune2fs"}, args...), Err: errors.New("unexpected output"), Output: strings.Join(bad, "\n")}
+	}
+	return nil
+}
+
+var minSizeRE = regexp.MustCompile(`(?m)^Estimated minimum size of the filesystem: (\d+)$`)
+
+// MinSize asks resize2fs -P for the smallest size it would shrink to.
+func (r *Runner) MinSize(ctx context.Context, image string) (int64, error) {
+	out, _, err := r.run(ctx, r.Tools.Resize2fs, nil, "-P", image)
+	if err != nil {
+		return 0, err
+	}
+	m := minSizeRE.FindStringSubmatch(out)
+	if m == nil {
+		return 0, &ToolError{Argv: []string{"resize2fs", "-P", image}, Err: errors.New("no minimum size in its output"), Output: out}
+	}
+	return strconv.ParseInt(m[1], 10, 64)
+}
+
+// Shrink resizes the filesystem to blocks blocks with resize2fs.
+func (r *Runner) Shrink(ctx context.Context, image string, blocks int64) error {
+	args := []string{image, strconv.FormatInt(blocks, 10)}
+	out, _, err := r.run(ctx, r.Tools.Resize2fs, nil, args...)
+	if err != nil {
+		return err
+	}
+	var bad []string
+	_ = scanLines(strings.NewReader(out), func(line string) error {
+		switch {
+		case strings.TrimSpace(line) == "", strings.HasPrefix(line, "resize2fs "),
+			strings.HasPrefix(line, "Resizing the filesystem on "),
+			strings.HasPrefix(line, "The filesystem on ") && strings.Contains(line, " blocks long."):
+		default:
+			bad = append(bad, line)
+		}
+		return nil
+	})
+	if len(bad) > 0 {
+		return &ToolError{Argv: append([]string{"resize2fs"}, args...), Err: errors.New("unexpected output"), Output: strings.Join(bad, "\n")}
 	}
 	return nil
 }

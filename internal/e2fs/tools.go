@@ -20,7 +20,7 @@ import (
 // Tools are the programs the build runs. Empty fields are looked up on
 // PATH (and in /usr/sbin and /sbin, where Debian keeps e2fsprogs).
 type Tools struct {
-	Mke2fs, Debugfs, E2fsck, Tune2fs, Faketime string
+	Mke2fs, Debugfs, E2fsck, Tune2fs, Resize2fs, Faketime string
 }
 
 // Resolve fills in the paths of the tools, or names the one missing.
@@ -34,6 +34,7 @@ func (t *Tools) Resolve() error {
 		{&t.Debugfs, []string{"debugfs"}, "e2fsprogs"},
 		{&t.E2fsck, []string{"e2fsck", "fsck.ext4"}, "e2fsprogs"},
 		{&t.Tune2fs, []string{"tune2fs"}, "e2fsprogs"},
+		{&t.Resize2fs, []string{"resize2fs"}, "e2fsprogs"},
 		{&t.Faketime, []string{"faketime"}, "libfaketime (Debian: faketime)"},
 	} {
 		if *x.field != "" {

@@ -328,13 +328,17 @@ func (w *walker) scan() error {
 var zeroBlock [BlockSize]byte
 
 func scanFile(n *Node, buf []byte, hash bool) error {
-	f, err := os.OpenFile(n.Host, os.O_RDONLY|unix.O_NOFOLLOW, 0)
-	if err != nil {
-		return fmt.Errorf("%s: %w", describe(n.Host, n.StorePath), err)
+	if n.Size == 0 && !hash {
+		return nil // nothing to read; CheckUnchanged catches a change
 	}
-	defer f.Close()
+	// A plain descriptor: an *os.File would register with the poller.
+	fd, err := unix.Open(n.Host, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("%s: %w", describe(n.Host, n.StorePath), &os.PathError{Op: "open", Path: n.Host, Err: err})
+	}
+	defer unix.Close(fd)
 	var st unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+	if err := unix.Fstat(fd, &st); err != nil {
 		return fmt.Errorf("%s: fstat %s: %w", describe(n.Host, n.StorePath), n.Host, err)
 	}
 	if id := idOf(&st); id.dev != n.id.dev || id.ino != n.id.ino || id.size != n.id.size {
@@ -372,7 +376,10 @@ func scanFile(n *Node, buf []byte, hash bool) error {
 			if to-off < want {
 				want = to - off
 			}
-			got, err := f.ReadAt(buf[:want], off)
+			got, err := unix.Pread(fd, buf[:want], off)
+			if got == 0 && err == nil {
+				err = io.EOF
+			}
 			if got > 0 {
 				count(buf[:got], off)
 				if hash {
@@ -397,7 +404,7 @@ func scanFile(n *Node, buf []byte, hash bool) error {
 		}
 	} else {
 		for pos < size {
-			data, err := unix.Seek(int(f.Fd()), pos, unix.SEEK_DATA)
+			data, err := unix.Seek(fd, pos, unix.SEEK_DATA)
 			if errors.Is(err, unix.ENXIO) {
 				break
 			}
@@ -408,7 +415,7 @@ func scanFile(n *Node, buf []byte, hash bool) error {
 				}
 				break
 			}
-			hole, err := unix.Seek(int(f.Fd()), data, unix.SEEK_HOLE)
+			hole, err := unix.Seek(fd, data, unix.SEEK_HOLE)
 			if err != nil {
 				hole = size
 			}
