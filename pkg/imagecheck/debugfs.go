@@ -161,7 +161,7 @@ func splitOutput(r *bufio.Reader, marker string, cmds []string) ([]result, error
 	if err := finish(); err != nil {
 		return nil, err
 	}
-	if msg := strings.TrimSpace(string(pre.Bytes())); msg != "" && !isBanner(msg) {
+	if msg := strings.TrimSpace(pre.String()); msg != "" && !isBanner(msg) {
 		return nil, fmt.Errorf("%s", firstLines(msg, 5))
 	}
 	if len(results) != len(cmds) {
