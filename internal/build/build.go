@@ -210,8 +210,14 @@ func build(ctx context.Context, o Options, worstCase bool) (res *Result, err err
 	hashDone := make(chan error, 1)
 	hashCtx, cancelHash := context.WithCancel(ctx)
 	defer cancelHash()
+	var logMu sync.Mutex
 	go func() {
-		hashDone <- c.Hash(hashCtx, closure.HashOptions{Root: o.Root, Verify: !o.NoVerifyHashes})
+		hashDone <- c.Hash(hashCtx, closure.HashOptions{Root: o.Root, Verify: !o.NoVerifyHashes,
+			Unverifiable: func(path string, err error) {
+				logMu.Lock()
+				defer logMu.Unlock()
+				log.printf("warning: %s: its NAR hash from the graph is not checked: %v", path, err)
+			}})
 	}()
 	hashWait := func() error {
 		select {

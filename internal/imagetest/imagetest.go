@@ -18,6 +18,7 @@ import (
 	"testing"
 
 	"github.com/mkext4fs/mkext4fs/internal/testutil"
+	"golang.org/x/sys/unix"
 )
 
 // StorePathName returns a valid store path base name for an index and a
@@ -308,6 +309,13 @@ func CompareImage(t testing.TB, mnt string, s *Store, want Want) {
 			t.Errorf("%s differs from its source:\n%s", p, strings.Join(diffs, "\n"))
 		}
 	}
+	unindexed, err := Unindexed(mnt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(unindexed) > 0 {
+		t.Errorf("directories of more than one block without an htree index: %s", strings.Join(trim(unindexed), ", "))
+	}
 	reg, err := os.ReadFile(filepath.Join(mnt, "nix-path-registration"))
 	if err != nil {
 		t.Fatalf("registration: %v", err)
@@ -317,4 +325,33 @@ func CompareImage(t testing.TB, mnt string, s *Store, want Want) {
 			t.Errorf("registration lacks %s", p)
 		}
 	}
+}
+
+// ext4's inode flag for a hash-indexed directory, as FS_IOC_GETFLAGS gives it.
+const indexFlag = 0x1000
+
+// Unindexed returns the directories under root (a mounted image) that span
+// more than one block but have no htree index. lost+found is left out: mkfs
+// gives it empty blocks ahead of need, and e2fsck never indexes it.
+func Unindexed(root string) ([]string, error) {
+	var out []string
+	err := filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
+		if err != nil || !fi.IsDir() || fi.Size() <= 4096 || p == filepath.Join(root, "lost+found") {
+			return err
+		}
+		fd, err := unix.Open(p, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		flags, err := unix.IoctlGetUint32(fd, unix.FS_IOC_GETFLAGS)
+		if err != nil {
+			return fmt.Errorf("FS_IOC_GETFLAGS %s: %w", p, err)
+		}
+		if flags&indexFlag == 0 {
+			out = append(out, fmt.Sprintf("%s (%d bytes)", p, fi.Size()))
+		}
+		return nil
+	})
+	return out, err
 }

@@ -30,11 +30,20 @@ type HashOptions struct {
 	// Workers bounds how many store paths are hashed at once; 0 means
 	// GOMAXPROCS.
 	Workers int
+	// Unverifiable, when set, is called for a path whose graph entry
+	// carries its NAR hash and size but whose files cannot be serialized
+	// (ErrUnserializable): the graph's values are kept unchecked instead
+	// of failing. It may be called from several goroutines.
+	Unverifiable func(path string, err error)
 }
 
 // errDotDotName: go-nix's NAR writer derives entry names with filepath.Rel
 // and takes a name starting with ".." for a step up the tree, so it fails on
 // such a name (Nix itself accepts it). Say so instead of its own message.
+//
+// ErrUnserializable is that error, for callers that branch on it.
+var ErrUnserializable = errDotDotName
+
 var errDotDotName = errors.New(`file names starting with ".." cannot be serialized by the NAR writer in use (github.com/nix-community/go-nix/pkg/nar)`)
 
 // readBufferSize is the size of the reads from a file. Large reads keep the
@@ -92,7 +101,12 @@ func (c *Closure) Hash(ctx context.Context, opts HashOptions) error {
 			defer wg.Done()
 			h := newNarHasher()
 			for i := range jobs {
-				if err := c.hashOne(ctx, h, root, &c.Paths[i]); err != nil {
+				err := c.hashOne(ctx, h, root, &c.Paths[i])
+				if p := &c.Paths[i]; err != nil && opts.Unverifiable != nil && errors.Is(err, errDotDotName) && p.NarHash != "" && p.NarSize != 0 {
+					opts.Unverifiable(p.Path, err)
+					continue
+				}
+				if err != nil {
 					fail(err)
 				}
 			}
