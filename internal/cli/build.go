@@ -59,6 +59,7 @@ func (f *buildFlags) register(fs *flag.FlagSet, withOutput bool) {
 	fs.StringVar(&f.tools.Debugfs, "debugfs", "", "debugfs to run (default: from PATH)")
 	fs.StringVar(&f.tools.E2fsck, "e2fsck", "", "e2fsck to run (default: from PATH)")
 	fs.StringVar(&f.tools.Tune2fs, "tune2fs", "", "tune2fs to run (default: from PATH)")
+	fs.StringVar(&f.tools.Resize2fs, "resize2fs", "", "resize2fs to run (default: from PATH)")
 	fs.StringVar(&f.tools.Faketime, "faketime", "", "libfaketime's faketime to run (default: from PATH)")
 }
 
