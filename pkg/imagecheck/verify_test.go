@@ -9,9 +9,11 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/mkext4fs/mkext4fs/internal/testutil"
+	"github.com/mkext4fs/mkext4fs/pkg/closure"
 	"github.com/mkext4fs/mkext4fs/pkg/imagecheck"
 	"github.com/mkext4fs/mkext4fs/pkg/imagecheck/imagechecktest"
 )
@@ -302,5 +304,122 @@ func TestVerifyFindsDifferences(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestVerifyUnprivileged runs Verify as an unprivileged user (nobody), as
+// in a Nix build: debugfs' rdump cannot chown the copy then, and must not
+// make the check fail or leave the copy behind.
+func TestVerifyUnprivileged(t *testing.T) {
+	testutil.RequireRoot(t)
+	f := imagechecktest.NewFixture(t, imagechecktest.Options{NewlineNames: true})
+	img := f.MkfsImage(t)
+	const nobody = 65534
+	// Everything the helper reads must be reachable by nobody: open up the
+	// test's own directories, nothing above them.
+	shared := t.TempDir()
+	top := filepath.Clean(os.TempDir())
+	for _, d := range []string{filepath.Dir(f.Root), filepath.Dir(img), shared} {
+		for p := d; strings.HasPrefix(p, top+"/"); p = filepath.Dir(p) {
+			st, err := os.Stat(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Mode()&0o005 != 0o005 {
+				if err := os.Chmod(p, st.Mode().Perm()|0o005); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	if st, err := os.Stat(top); err != nil || st.Mode()&0o005 != 0o005 {
+		t.Skipf("%s is not searchable by others: %v", top, err)
+	}
+	if err := os.Chmod(img, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tmp := filepath.Join(shared, "tmp")
+	if err := os.Mkdir(tmp, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(tmp, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(shared, "imagecheck.test")
+	data, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name    string
+		corrupt string
+		want    string
+	}{
+		{name: "match", want: "MATCH\n"},
+		{name: "mismatch", corrupt: "sif " + imagechecktest.TopPath + "/share/doc mode 040755\n",
+			want: imagechecktest.TopPath + "/share/doc: mode 0755, the source has 0555\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			im := img
+			if tc.corrupt != "" {
+				im = filepath.Join(filepath.Dir(img), tc.name+".ext4")
+				data, err := os.ReadFile(img)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(im, data, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				imagechecktest.DebugfsW(t, testutil.RequireTool(t, "debugfs"), im, tc.corrupt)
+			}
+			cmd := exec.Command(bin, "-test.run=^TestVerifyHelper$")
+			cmd.Env = append(os.Environ(), "IMAGECHECK_HELPER=1", "HELPER_IMAGE="+im, "HELPER_GRAPH="+f.Graph,
+				"HELPER_ROOT="+f.Root, "HELPER_FILES="+f.Files, "TMPDIR="+tmp)
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("helper as nobody: %v\n%s", err, out)
+			}
+			if !strings.Contains(string(out), fmt.Sprintf("EUID %d\n", nobody)) || !strings.Contains(string(out), tc.want) {
+				t.Errorf("helper as nobody printed:\n%s\nwant %q", out, tc.want)
+			}
+			if left, _ := os.ReadDir(tmp); len(left) != 0 {
+				t.Errorf("the copy was left behind in %s: %v", tmp, left)
+			}
+		})
+	}
+}
+
+// TestVerifyHelper is TestVerifyUnprivileged's other process.
+func TestVerifyHelper(t *testing.T) {
+	if os.Getenv("IMAGECHECK_HELPER") == "" {
+		t.Skip("run by TestVerifyUnprivileged")
+	}
+	c, err := closure.Load([]string{os.Getenv("HELPER_GRAPH")}, closure.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Hash(context.Background(), closure.HashOptions{Root: os.Getenv("HELPER_ROOT")}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := imagecheck.Verify(context.Background(), os.Getenv("HELPER_IMAGE"), imagecheck.Options{
+		Closure: c, Timestamp: 1, Source: os.Getenv("HELPER_ROOT"), Files: os.Getenv("HELPER_FILES"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("EUID %d\n", os.Geteuid())
+	if r.Match() {
+		fmt.Println("MATCH")
+	}
+	for _, d := range r.Differences {
+		fmt.Println(d)
 	}
 }
