@@ -314,7 +314,7 @@ func build(ctx context.Context, o Options, worstCase bool) (res *Result, err err
 		return nil, hostSpace(err, dir)
 	}
 	prep.Registration.Host = regFile
-	late, err := debugfsgen.Late(t)
+	late, err := debugfsgen.Late(t, csum)
 	if err != nil {
 		return nil, err
 	}
@@ -336,6 +336,15 @@ func build(ctx context.Context, o Options, worstCase bool) (res *Result, err err
 	}
 	if err := r.Optimize(ctx, image); err != nil {
 		return nil, hostSpace(err, dir)
+	}
+	unpad, err := debugfsgen.Unpad(t, csum)
+	if err != nil {
+		return nil, err
+	}
+	if len(unpad) > 0 {
+		if err := r.Debugfs(ctx, image, unpad, nil); err != nil {
+			return nil, hostSpace(err, dir)
+		}
 	}
 	phase("checksums")
 	if err := r.Check(ctx, image); err != nil {

@@ -122,6 +122,22 @@ func mixedStore(t *testing.T) *imagetest.Store {
 		}
 		return os.Mkdir(filepath.Join(dir, "subdir"), 0o755)
 	})
+	// Directories whose one block is full to the last 8 bytes: tune2fs
+	// finds no room for the checksum tail and asks for e2fsck -fD.
+	s.Add(t, "fullblocks", func(p string) error {
+		for n := 250; n <= 256; n++ {
+			dir := filepath.Join(p, fmt.Sprintf("d%d", n))
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return err
+			}
+			for i := 0; i < n; i++ {
+				if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%05d", i)), nil, 0o444); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
 	// Identical files, as nix-store --optimise would hard-link them (the
 	// last path: a test relies on it).
 	s.Add(t, "dups", func(p string) error {

@@ -108,10 +108,19 @@ func Generate(t *plan.Tree, opts Options) (*Script, error) {
 	return s, nil
 }
 
-// Late returns the commands that write the tree's Late files (whose Host
-// must be set by now), run by themselves after the other phases.
-func Late(t *plan.Tree) ([]string, error) {
+// Late returns the commands run by themselves after the other phases: they
+// write the tree's Late files (whose Host must be set by now) and, when
+// checksums are to be added, the entries that pad directories for e2fsck
+// to index (plan.PadName; Unpad removes them).
+func Late(t *plan.Tree, csum bool) ([]string, error) {
 	g := &gen{}
+	t.Walk(func(n *plan.Node) bool {
+		if pad := plan.PadName(n, csum); pad != "" {
+			g.cur = n
+			g.cmd("symlink", n.Path()+"/"+pad, "pad")
+		}
+		return g.err == nil
+	})
 	t.Walk(func(n *plan.Node) bool {
 		if !n.Late || g.err != nil {
 			return g.err == nil
@@ -369,4 +378,17 @@ func (g *gen) linkCounts(t *plan.Tree, final bool) {
 			g.cmd("sif", p.Path(), "links_count", fmt.Sprint(names[p]))
 		}
 	}
+}
+
+// Unpad returns the commands that remove the padding entries Late made.
+func Unpad(t *plan.Tree, csum bool) ([]string, error) {
+	g := &gen{}
+	t.Walk(func(n *plan.Node) bool {
+		if pad := plan.PadName(n, csum); pad != "" {
+			g.cur = n
+			g.cmd("rm", n.Path()+"/"+pad)
+		}
+		return g.err == nil
+	})
+	return g.lines, g.err
 }

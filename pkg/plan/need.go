@@ -1,5 +1,7 @@
 package plan
 
+import "strings"
+
 // RecLen is the size of a directory entry for a name of n bytes.
 func RecLen(n int) int64 { return int64(8+n+3) &^ 3 }
 
@@ -124,13 +126,13 @@ func dirLayout(entries int64, csum bool) int64 {
 		tail, dxTail = 12, 8
 	}
 	capacity := BlockSize - tail
-	if entries+24 <= BlockSize {
-		// One block while building; with the checksum tail it may need two.
-		if entries+24 <= capacity {
-			return 1
-		}
-		return 2
+	if entries+24 <= capacity {
+		return 1
 	}
+	if csum && entries < BlockSize-24 {
+		entries = padded(entries)
+	}
+	// More than a block: indexed.
 	// Indexed: a root block, then leaves closed once less than 20% is
 	// left, so every leaf but the last holds more than capacity-slack.
 	slack := capacity * 20 / 100
@@ -143,6 +145,32 @@ func dirLayout(entries int64, csum bool) int64 {
 	}
 	return blocks
 }
+
+// PadName is the name of the entry that pads a directory NeedsPad
+// reports, or "" when n needs none.
+func PadName(n *Node, csum bool) string {
+	e := entryBytes(n)
+	if n.Kind != Dir || !csum || e+24 <= BlockSize-12 || e >= BlockSize-24 {
+		return ""
+	}
+	name := "mkext4fs-index-pad-" + strings.Repeat("p", padNameLen-19)
+	for n.Child(name) != nil {
+		name = name[:len(name)-1] + "q"
+	}
+	return name
+}
+
+// padNameLen is long enough that a padded directory spans two blocks and
+// holds the 4072 bytes of entries e2fsck -D indexes from.
+const padNameLen = 64
+
+// A directory whose entries take 4061 to 4071 bytes fits one block while
+// it is built but not once a 12-byte checksum tail is added, and e2fsck -D
+// indexes only directories of two blocks and at least 4072 bytes of
+// entries: it would leave it as two unindexed blocks. The build gives such
+// a directory a padding entry (PadName) before the last e2fsck -D, which
+// then indexes it, and removes the entry after.
+func padded(entries int64) int64 { return entries + RecLen(padNameLen) }
 
 // peakExtra estimates how many more blocks a staged directory holds after
 // its entries were linked into its index one by one than once e2fsck -D
@@ -194,6 +222,9 @@ func (t *Tree) Need(g Geometry) Need {
 			need.DirBlocks += blocks
 			if n.Stage {
 				need.PeakBlocks += peakExtra(e, g.WorstCasePeak)
+			}
+			if PadName(n, g.MetadataCsum) != "" {
+				need.PeakInodes++ // the padding entry, a fast symlink
 			}
 		}
 		return true
