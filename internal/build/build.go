@@ -73,6 +73,8 @@ type Options struct {
 	StageBytes int64
 	// ToolVersion goes into the report.
 	ToolVersion string
+	// LiveProgress draws a progress bar in place (for a terminal).
+	LiveProgress bool
 }
 
 // Prepared is the result of the steps before mkfs: the closure, the plan
@@ -275,7 +277,8 @@ func build(ctx context.Context, o Options, worstCase bool) (res *Result, err err
 
 	total := prep.Script.Lines()
 	done := 0
-	progress := newProgress(log, total)
+	progress, endProgress := newProgress(log, total, o.LiveProgress)
+	defer endProgress()
 	for i, lines := range prep.Script.Phases {
 		if i > 0 {
 			if err := r.Optimize(ctx, image); err != nil {
@@ -293,6 +296,7 @@ func build(ctx context.Context, o Options, worstCase bool) (res *Result, err err
 			return nil, imageSpace(hostSpace(err, dir), need, geo)
 		}
 		done += len(lines)
+		endProgress()
 		if i == 0 {
 			phase("populate")
 		} else {
@@ -454,19 +458,42 @@ func compressFile(ctx context.Context, src, dst string) error {
 	return out.Close()
 }
 
-// newProgress returns a function that logs progress every few seconds.
-func newProgress(log *logger, total int) func(done int) {
+// newProgress returns a function that reports progress: a line every few
+// seconds, or on a terminal a bar redrawn in place.
+func newProgress(log *logger, total int, live bool) (update func(done int), finish func()) {
 	var mu sync.Mutex
 	last := time.Now()
-	return func(done int) {
+	drawn := false
+	every := 3 * time.Second
+	if live {
+		every = 200 * time.Millisecond
+	}
+	update = func(done int) {
 		mu.Lock()
 		defer mu.Unlock()
-		if time.Since(last) < 3*time.Second || total == 0 {
+		if time.Since(last) < every || total == 0 || log.w == nil {
 			return
 		}
 		last = time.Now()
-		log.printf("populate: %d/%d commands (%d%%)", done, total, done*100/total)
+		pct := done * 100 / total
+		if !live {
+			log.printf("populate: %d/%d commands (%d%%)", done, total, pct)
+			return
+		}
+		const width = 30
+		bar := strings.Repeat("#", pct*width/100) + strings.Repeat(".", width-pct*width/100)
+		fmt.Fprintf(log.w, "\rpopulate [%s] %3d%% %d/%d", bar, pct, done, total)
+		drawn = true
 	}
+	finish = func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if drawn {
+			fmt.Fprint(log.w, "\r\033[K")
+			drawn = false
+		}
+	}
+	return update, finish
 }
 
 func humanBytes(n int64) string {

@@ -15,6 +15,7 @@ import (
 	"github.com/mkext4fs/mkext4fs/internal/build"
 	"github.com/mkext4fs/mkext4fs/internal/e2fs"
 	"github.com/mkext4fs/mkext4fs/pkg/closure"
+	"golang.org/x/sys/unix"
 )
 
 func init() {
@@ -230,6 +231,7 @@ func runBuild(ctx context.Context, env *Env, args []string) error {
 	if f.verbose {
 		o.Verbose = env.Stderr
 	}
+	o.LiveProgress = !f.verbose && isTerminal(env.Stderr)
 	if st, err := os.Stat(filepath.Dir(f.output)); err != nil || !st.IsDir() {
 		return fmt.Errorf("--output %s: directory %s does not exist", f.output, filepath.Dir(f.output))
 	}
@@ -278,4 +280,14 @@ func writeScript(w io.Writer, prep *build.Prepared) error {
 	}
 	_, err := fmt.Fprintf(w, "# last: the registration is written to %s once the NAR hashes are known\n", prep.Registration.Path())
 	return err
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }
