@@ -16,6 +16,8 @@ import (
 // geometry is the size of the filesystem to make.
 type geometry struct {
 	Blocks, Inodes, BlocksPerGroup int64
+	// EmptyUsed is the blocks an empty filesystem of this geometry uses.
+	EmptyUsed int64
 }
 
 func (g *geometry) mkfsOptions(o *Options) e2fs.MkfsOptions {
@@ -106,6 +108,7 @@ func fitSize(ctx context.Context, r *e2fs.Runner, work string, o *Options, need 
 			fmt.Fprintf(r.Verbose, "size: %d blocks (%d per group): %d blocks, %d inodes to spare\n", size, g.BlocksPerGroup, surplus, inodeSurplus)
 		}
 		fits := surplus >= 0 && inodeSurplus >= 0
+		g.EmptyUsed = int64(sb.UsedBlocks())
 		if fits {
 			if best == nil || g.Blocks < best.Blocks {
 				gg := g
@@ -154,7 +157,7 @@ func fitSize(ctx context.Context, r *e2fs.Runner, work string, o *Options, need 
 }
 
 // checkResult compares the finished filesystem with the plan.
-func checkResult(sb *e2fs.Superblock, o *Options, need plan.Need, geo *geometry, regBytes int64) error {
+func checkResult(sb *e2fs.Superblock, o *Options, need plan.Need, geo *geometry, regBytes, regMax int64) error {
 	got := sb.Features()
 	want := append([]string(nil), o.Features...)
 	sort.Strings(want)
@@ -171,8 +174,19 @@ func checkResult(sb *e2fs.Superblock, o *Options, need plan.Need, geo *geometry,
 	if int64(sb.FreeInodes) < o.ExtraInodes {
 		return fmt.Errorf("the image has %d free inodes where %d were asked for; please report this", sb.FreeInodes, o.ExtraInodes)
 	}
-	_ = regBytes
-	_ = geo
+	if int64(sb.BlocksCount) == geo.Blocks {
+		// The content's blocks: at least the data (the registration as
+		// written, not as bounded) and long symlinks, at most the plan.
+		content := int64(sb.UsedBlocks()) - geo.EmptyUsed
+		regPlanned := (regMax + plan.BlockSize - 1) / plan.BlockSize
+		regActual := (regBytes + plan.BlockSize - 1) / plan.BlockSize
+		if low := need.DataBlocks - regPlanned + regActual + need.SymlinkBlocks; content < low {
+			return fmt.Errorf("the image holds %d blocks of content where the files and symlinks alone take %d: content was lost", content, low)
+		}
+		if content > need.Blocks() {
+			return fmt.Errorf("the image holds %d blocks of content, more than the %d planned; please report this", content, need.Blocks())
+		}
+	}
 	return nil
 }
 
