@@ -358,10 +358,13 @@ func build(ctx context.Context, o Options, worstCase bool) (res *Result, err err
 	if err != nil {
 		return nil, err
 	}
+	if err := checkContent(sb, need, geo, int64(reg.Len()), prep.Registration.Size); err != nil {
+		return nil, err
+	}
 	if sb, err = shrinkToFit(ctx, r, image, sb, &o); err != nil {
 		return nil, hostSpace(err, dir)
 	}
-	if err := checkResult(sb, &o, need, geo, int64(reg.Len()), prep.Registration.Size); err != nil {
+	if err := checkResult(sb, &o, need); err != nil {
 		return nil, err
 	}
 	phase("check")
