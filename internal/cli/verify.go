@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/mkext4fs/mkext4fs/pkg/closure"
 	"github.com/mkext4fs/mkext4fs/pkg/imagecheck"
@@ -76,9 +77,11 @@ func runVerify(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	// Hashes the graph lacks (text form) come from the source store.
+	start := time.Now()
 	if err := c.Hash(ctx, closure.HashOptions{Root: o.root}); err != nil {
 		return fmt.Errorf("hashing the closure: %w", err)
 	}
+	fmt.Fprintf(env.Stderr, "verify: closure of %d store paths, NAR hashes known: %.1f s\n", len(c.Paths), time.Since(start).Seconds())
 	source := o.root
 	if source == "" {
 		source = "/"
@@ -92,6 +95,9 @@ func runVerify(ctx context.Context, env *Env, args []string) error {
 		Source:           source,
 		Files:            o.files,
 		Tools:            imagecheck.Tools{Debugfs: o.debugfs, E2fsck: o.e2fsck},
+		Logf: func(format string, args ...any) {
+			fmt.Fprintf(env.Stderr, "verify: "+format+"\n", args...)
+		},
 	})
 	if err != nil {
 		return err

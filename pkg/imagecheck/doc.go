@@ -27,11 +27,16 @@
 //
 // # Reading the contents
 //
-// Dump copies the tree with debugfs' "rdump / DIR" into a temporary
-// directory: names, bytes, symlink targets and permission bits come out as
-// in the image (ownership and times only as far as the user may set them,
-// which is why they are taken from "stat"). The NAR hashes of that copy are
-// computed with package closure and compared with the closure's.
+// StreamContents runs one more debugfs with "cat <INO>" for every regular
+// file (and every symlink whose target is too long for the inode) in the
+// order the checks need them, and reads the bytes straight from the pipe:
+// nothing is copied to disk. debugfs writes a file raw between two command
+// echoes, without a delimiter; the stream knows each file's size from
+// "stat", reads exactly that much, and then the next nonce marker must
+// follow, or the stream fails with what debugfs printed there. Each store
+// path is serialized from the tree and these bytes with go-nix's NAR writer
+// and hashed; a store path whose hash differs is then compared file by file
+// with the source, when there is one, to name what differs.
 //
 // # What Verify checks
 //

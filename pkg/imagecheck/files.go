@@ -1,15 +1,8 @@
 package imagecheck
 
 import (
-	"bufio"
-	"bytes"
-	"errors"
-	"fmt"
-	"io"
 	"io/fs"
-	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"syscall"
 )
@@ -19,8 +12,16 @@ func under(p, dir string) bool {
 	return p == dir || strings.HasPrefix(p, strings.TrimSuffix(dir, "/")+"/")
 }
 
+// fileCheck is a --files entry whose contents (a regular file's bytes or a
+// symlink's target) must equal the source's.
+type fileCheck struct {
+	e   *Entry
+	src string
+}
+
 // checkFiles checks the entries that are neither the layout's nor the
-// store's: the --files content.
+// store's: the --files content. Contents are compared later, from the
+// contents stream (see fileChecks).
 func (v *verifier) checkFiles() {
 	skel := v.skeleton()
 	other := func(p string) bool {
@@ -77,7 +78,8 @@ func (v *verifier) checkFiles() {
 }
 
 // checkFileEntry compares one --files entry with the image: type, mode
-// (directories 0755, the rest as the source), owner root, content, target.
+// (directories 0755, the rest as the source) and owner root; files and
+// symlinks are queued for the contents comparison.
 func (v *verifier) checkFileEntry(p, src string) {
 	var st syscall.Stat_t
 	if err := syscall.Lstat(src, &st); err != nil {
@@ -104,135 +106,7 @@ func (v *verifier) checkFileEntry(p, src string) {
 	if in.UID != 0 || in.GID != 0 {
 		v.addf(p, "owner %d:%d, want 0:0", in.UID, in.GID)
 	}
-	if msg := v.compareContent(src, filepath.Join(v.dump, filepath.FromSlash(p)), st.Mode); msg != "" {
-		v.addf(p, "%s", msg)
+	if in.IsRegular() || in.IsSymlink() {
+		v.fileChecks = append(v.fileChecks, fileCheck{e: e, src: src})
 	}
-}
-
-// compareContent compares a regular file's bytes or a symlink's target in
-// the source and in the image's copy; "" means equal (or not a file).
-func (v *verifier) compareContent(src, dumped string, mode uint32) string {
-	switch mode & modeTypeMask {
-	case modeRegular:
-		eq, err := sameContent(src, dumped)
-		if err != nil {
-			return fmt.Sprintf("cannot compare the content: %v", err)
-		}
-		if !eq {
-			return fmt.Sprintf("content differs from %s", src)
-		}
-	case modeSymlink:
-		want, err := os.Readlink(src)
-		if err != nil {
-			return fmt.Sprintf("reading the source: %v", err)
-		}
-		got, err := os.Readlink(dumped)
-		if err != nil {
-			return fmt.Sprintf("cannot read the symlink back: %v", err)
-		}
-		if got != want {
-			return fmt.Sprintf("symlink target %s, the source has %s", quote(got), quote(want))
-		}
-	}
-	return ""
-}
-
-// sameContent compares two files byte for byte, streaming.
-func sameContent(a, b string) (bool, error) {
-	fa, err := os.Open(a)
-	if err != nil {
-		return false, err
-	}
-	defer fa.Close()
-	fb, err := os.Open(b)
-	if err != nil {
-		return false, err
-	}
-	defer fb.Close()
-	ra, rb := bufio.NewReaderSize(fa, 1<<16), bufio.NewReaderSize(fb, 1<<16)
-	bufA, bufB := make([]byte, 1<<16), make([]byte, 1<<16)
-	for {
-		na, errA := io.ReadFull(ra, bufA)
-		nb, errB := io.ReadFull(rb, bufB)
-		if na != nb || !bytes.Equal(bufA[:na], bufB[:nb]) {
-			return false, nil
-		}
-		endA := errors.Is(errA, io.EOF) || errors.Is(errA, io.ErrUnexpectedEOF)
-		endB := errors.Is(errB, io.EOF) || errors.Is(errB, io.ErrUnexpectedEOF)
-		if errA != nil && !endA {
-			return false, errA
-		}
-		if errB != nil && !endB {
-			return false, errB
-		}
-		if endA || endB {
-			return endA && endB, nil
-		}
-	}
-}
-
-// contentDiff compares a store path's copy from the image with the source,
-// entry by entry, and names what differs in names, contents and symlink
-// targets (types and modes are checkStoreEntry's). It returns nothing when
-// there is no source to compare with.
-func (v *verifier) contentDiff(storePath string) []difference {
-	if _, ok := v.sourceMode(storePath); !ok {
-		return nil
-	}
-	var diffs []difference
-	var rec func(p string)
-	rec = func(p string) {
-		src := filepath.Join(v.opts.Source, filepath.FromSlash(p))
-		dumped := filepath.Join(v.dump, filepath.FromSlash(p))
-		var st syscall.Stat_t
-		if err := syscall.Lstat(src, &st); err != nil {
-			return
-		}
-		e := v.tree.Lookup(p)
-		if e == nil || e.Inode.Mode&modeTypeMask != st.Mode&modeTypeMask {
-			return
-		}
-		if !e.Inode.IsDir() {
-			if msg := v.compareContent(src, dumped, st.Mode); msg != "" {
-				diffs = append(diffs, difference{p, msg})
-			}
-			return
-		}
-		names, err := readNames(src)
-		if err != nil {
-			diffs = append(diffs, difference{p, fmt.Sprintf("reading the source: %v", err)})
-			return
-		}
-		inSrc := map[string]bool{}
-		for _, n := range names {
-			inSrc[n] = true
-			c := joinPath(p, n)
-			if v.tree.Lookup(c) == nil {
-				var cst syscall.Stat_t
-				_ = syscall.Lstat(filepath.Join(src, n), &cst)
-				diffs = append(diffs, difference{c, fmt.Sprintf("missing (the source has a %s)", typeName(cst.Mode))})
-				continue
-			}
-			rec(c)
-		}
-		for _, n := range e.Children {
-			if !inSrc[n] {
-				c := joinPath(p, n)
-				diffs = append(diffs, difference{c, fmt.Sprintf("extra entry (a %s the source does not have)", v.tree.Lookup(c).Inode.TypeName())})
-			}
-		}
-	}
-	rec(storePath)
-	return diffs
-}
-
-func readNames(dir string) ([]string, error) {
-	f, err := os.Open(dir)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	names, err := f.Readdirnames(-1)
-	sort.Strings(names)
-	return names, err
 }

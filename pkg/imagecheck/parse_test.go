@@ -71,7 +71,7 @@ func TestParseLsP(t *testing.T) {
 
 const statLarge = `Inode: 17   Type: symlink    Mode:  0777   Flags: 0x0
 Generation: 0    Version: 0x00000000:00000000
-User:     0   Group: 30000   Project:     0   Size: 7
+User:     0   Group: 30000   Project:     0   Size: 25
 File ACL: 0
 Links: 1   Blockcount: 0
 Fragment:  Address: 0    Number: 0    Size: 0
@@ -81,9 +81,9 @@ Fragment:  Address: 0    Number: 0    Size: 0
 crtime: 0x80000000:00000003 -- Thu Jan  1 00:00:01 1970
 Size of extra inode fields: 32
 Inode checksum: 0x239b6e54
-Fast link dest: "tar get
+Fast link dest: "t"r
 Links: 9
-crtime: 0x00000005:00000000"
+crtime: 0x5 "
 `
 
 const statSmall = `Inode: 12   Type: regular    Mode:  4755   Flags: 0x80000
@@ -113,7 +113,8 @@ func TestParseStat(t *testing.T) {
 			name: "large inode, hostile symlink target after the head",
 			in:   statLarge,
 			want: statInfo{
-				Ino: 17, Perm: 0o777, Type: "symlink", GID: 30000, Size: 7, Links: 1,
+				Ino: 17, Perm: 0o777, Type: "symlink", GID: 30000, Size: 25, Links: 1,
+				Target: "t\"r\nLinks: 9\ncrtime: 0x5 ", HasTarget: true,
 				Ctime:  Timestamp{Sec: 1},
 				Atime:  Timestamp{Sec: 2, Nsec: 1},
 				Mtime:  Timestamp{Sec: 1<<32 - 1},
@@ -131,6 +132,7 @@ func TestParseStat(t *testing.T) {
 			},
 		},
 		{name: "error", in: "<99999>: File not found by ext2_lookup \n", wantErr: "File not found"},
+		{name: "fast symlink without its target", in: strings.Replace(statLarge, "Size: 25", "Size: 26", 1), wantErr: "without its target"},
 		{name: "no times", in: "Inode: 12   Type: regular    Mode:  0444   Flags: 0x0\nUser: 0 Group: 0 Size: 1\nLinks: 1   Blockcount: 0\n", wantErr: "ctime"},
 		{name: "bad mode", in: "Inode: 12   Type: regular    Mode:  0999   Flags: 0x0\n", wantErr: "stat line"},
 		{name: "bad time", in: strings.Replace(statLarge, "0x00000001:00000000", "0xg0000001:00000000", 1), wantErr: "ctime"},

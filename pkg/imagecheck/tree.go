@@ -61,6 +61,11 @@ type Inode struct {
 	// Entries counts the directory entries (other than "." and "..")
 	// that name this inode.
 	Entries int
+	// Target is a symlink's target when it is kept in the inode (under
+	// 60 bytes); HasTarget says so. Longer ones are read with
+	// ContentStream, like file contents.
+	Target    string
+	HasTarget bool
 }
 
 // IsDir, IsRegular and IsSymlink tell the file type.
@@ -232,6 +237,7 @@ func Read(ctx context.Context, image string, tools Tools) (*Tree, error) {
 			// ls -p prints no size for directories.
 			in.Flags, in.Links, in.Size = st.Flags, st.Links, st.Size
 			in.Ctime, in.Atime, in.Mtime, in.Crtime, in.HasCrtime = st.Ctime, st.Atime, st.Mtime, st.Crtime, st.HasCrtime
+			in.Target, in.HasTarget = st.Target, st.HasTarget
 			if in.Ino == rootIno {
 				in.Mode = modeDir | st.Perm
 				in.UID, in.GID = st.UID, st.GID

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/mkext4fs/mkext4fs/pkg/closure"
 )
@@ -48,12 +49,11 @@ type Options struct {
 	// Without it other entries are allowed, and only their owner, times and
 	// directory modes are checked.
 	Files string
-	// TempDir holds the copy of the image's tree the contents are hashed
-	// from; empty means os.TempDir().
-	TempDir string
 	// Workers bounds the store paths hashed at once; 0 means GOMAXPROCS.
 	Workers int
 	Tools   Tools
+	// Logf, when set, receives one line per phase, with its duration.
+	Logf func(format string, args ...any)
 }
 
 // Report is the outcome of Verify.
@@ -85,10 +85,16 @@ type difference struct {
 
 type verifier struct {
 	opts    Options
+	image   string
 	tree    *Tree
-	dump    string // the rdump copy of the image's root
 	storeIn map[string]bool
-	diffs   []difference
+	// targets holds the symlink targets read from the contents stream
+	// (those too long to be kept in the inode).
+	targets map[*Inode]string
+	// fileChecks are the --files entries whose contents must equal the
+	// source's.
+	fileChecks []fileCheck
+	diffs      []difference
 }
 
 func (v *verifier) addf(p, format string, args ...any) {
@@ -125,47 +131,48 @@ func Verify(ctx context.Context, image string, opts Options) (*Report, error) {
 		return nil, fmt.Errorf("verify: writing the expected registration: %w", err)
 	}
 
-	v := &verifier{opts: opts, storeIn: map[string]bool{}}
+	logf := opts.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	phase := time.Now()
+	since := func() float64 {
+		d := time.Since(phase).Seconds()
+		phase = time.Now()
+		return d
+	}
+
+	v := &verifier{opts: opts, image: image, storeIn: map[string]bool{}, targets: map[*Inode]string{}}
 	if err := Fsck(ctx, image, opts.Tools); err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
 		v.addf("", "e2fsck reports problems: %v", err)
 	}
+	logf("e2fsck -fn: %.1f s", since())
 	tree, err := Read(ctx, image, opts.Tools)
 	if err != nil {
 		return nil, fmt.Errorf("verify: reading %s: %w", image, err)
 	}
 	v.tree = tree
+	logf("read %d entries with debugfs ls -p and stat: %.1f s", tree.Len(), since())
 	for _, p := range tree.Problems {
 		v.addf("", "debugfs: %s", p)
 	}
 
-	tmp, err := os.MkdirTemp(opts.TempDir, "mkext4fs-verify-")
-	if err != nil {
-		return nil, fmt.Errorf("verify: %w", err)
-	}
-	defer func() {
-		_ = MakeRemovable(tmp)
-		_ = os.RemoveAll(tmp)
-	}()
-	v.dump = filepath.Join(tmp, "root")
-	if err := os.Mkdir(v.dump, 0o700); err != nil {
-		return nil, fmt.Errorf("verify: %w", err)
-	}
-	dumpMsgs, err := Dump(ctx, image, v.dump, opts.Tools)
-	if err != nil {
-		return nil, fmt.Errorf("verify: %w", err)
-	}
-
 	v.checkLayout()
 	v.checkStore()
-	if err := v.checkHashes(ctx, dumpMsgs); err != nil {
-		return nil, err
-	}
-	v.checkRegistration(expectReg.Bytes())
 	v.checkFiles()
 	v.checkInodes()
+	logf("compared metadata: %.1f s", since())
+	mismatched, err := v.checkContents(ctx, expectReg.Bytes())
+	if err != nil {
+		return nil, err
+	}
+	logf("hashed %d store paths and read the other files: %.1f s", len(v.storeIn), since())
+	if err := v.nameContentDifferences(ctx, mismatched); err != nil {
+		return nil, err
+	}
 
 	sort.SliceStable(v.diffs, func(i, j int) bool {
 		a, b := v.diffs[i], v.diffs[j]
@@ -319,81 +326,6 @@ func (v *verifier) sourceMode(p string) (uint32, bool) {
 		return 0, false
 	}
 	return st.Mode, true
-}
-
-// checkHashes NAR-hashes every store path in the image's copy and compares
-// with the closure.
-func (v *verifier) checkHashes(ctx context.Context, dumpMsgs string) error {
-	got := &closure.Closure{StoreDir: v.opts.Closure.StoreDir}
-	for _, p := range v.opts.Closure.Paths {
-		if v.storeIn[p.Path] {
-			got.Paths = append(got.Paths, closure.Path{Path: p.Path, References: p.References})
-		}
-	}
-	err := got.Hash(ctx, closure.HashOptions{Root: v.dump, Workers: v.opts.Workers})
-	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		// Hash stops at the first failure: go path by path to name each.
-		for i := range got.Paths {
-			one := &closure.Closure{StoreDir: got.StoreDir, Paths: []closure.Path{{Path: got.Paths[i].Path}}}
-			if err := one.Hash(ctx, closure.HashOptions{Root: v.dump, Workers: 1}); err != nil {
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				v.addf(got.Paths[i].Path, "cannot be read back from the image: %v%s", err, dumpContext(dumpMsgs))
-				continue
-			}
-			got.Paths[i].NarHash, got.Paths[i].NarSize = one.Paths[0].NarHash, one.Paths[0].NarSize
-		}
-	}
-	want := map[string]closure.Path{}
-	for _, p := range v.opts.Closure.Paths {
-		want[p.Path] = p
-	}
-	for _, g := range got.Paths {
-		if g.NarHash == "" {
-			continue
-		}
-		w := want[g.Path]
-		if g.NarHash == w.NarHash && (w.NarSize == 0 || g.NarSize == w.NarSize) {
-			continue
-		}
-		details := v.contentDiff(g.Path)
-		if len(details) == 0 {
-			v.addf(g.Path, "content differs from the closure: NAR hash %s, size %d in the image; %s, size %d expected%s",
-				g.NarHash, g.NarSize, w.NarHash, w.NarSize, dumpContext(dumpMsgs))
-			continue
-		}
-		for _, d := range details {
-			v.addf(d.path, "%s", d.msg)
-		}
-	}
-	return nil
-}
-
-func dumpContext(msgs string) string {
-	if msgs == "" {
-		return ""
-	}
-	return " (debugfs rdump said: " + firstLines(msgs, 3) + ")"
-}
-
-func (v *verifier) checkRegistration(want []byte) {
-	rp := v.opts.RegistrationPath
-	e := v.tree.Lookup(rp)
-	if e == nil || !e.Inode.IsRegular() {
-		return // checkLayout said so
-	}
-	got, err := os.ReadFile(filepath.Join(v.dump, filepath.FromSlash(rp)))
-	if err != nil {
-		v.addf(rp, "cannot be read back from the image: %v", err)
-		return
-	}
-	if !bytes.Equal(got, want) {
-		v.addf(rp, "differs from the closure's registration: %s", firstDifference(got, want))
-	}
 }
 
 // firstDifference describes where two texts first differ, by line.

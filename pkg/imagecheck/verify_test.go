@@ -25,7 +25,6 @@ func verify(t *testing.T, f *imagechecktest.Fixture, img string, mod func(*image
 		Timestamp: 1,
 		Source:    f.Root,
 		Files:     f.Files,
-		TempDir:   t.TempDir(),
 	}
 	if mod != nil {
 		mod(&opts)
@@ -234,6 +233,17 @@ func TestVerifyFindsDifferences(t *testing.T) {
 			want: []string{`^` + regexp.QuoteMeta(top+"/share/hello-link") + `: symlink target ../bin/hellO, the source has ../bin/hello$`},
 		},
 		{
+			name: "changed long symlink target",
+			corrupt: func(t *testing.T, img string) {
+				imagechecktest.DebugfsW(t, debugfs, img, "rm "+top+"/share/long-link\nsymlink "+top+"/share/long-link "+imagechecktest.LongLinkTarget+"X\n")
+				imagechecktest.SetAllTimes(t, debugfs, img, 1)
+			},
+			want: []string{
+				`^` + regexp.QuoteMeta(top+"/share/long-link") + `: symlink target ` + regexp.QuoteMeta(imagechecktest.LongLinkTarget) + `X, the source has `,
+				`^` + regexp.QuoteMeta(top) + `: content differs from the closure: NAR hash`,
+			},
+		},
+		{
 			name: "registration changed",
 			corrupt: func(t *testing.T, img string) {
 				reg := filepath.Join(t.TempDir(), "reg")
@@ -308,8 +318,8 @@ func TestVerifyFindsDifferences(t *testing.T) {
 }
 
 // TestVerifyUnprivileged runs Verify as an unprivileged user (nobody), as
-// in a Nix build: debugfs' rdump cannot chown the copy then, and must not
-// make the check fail or leave the copy behind.
+// in a Nix build: it must need nothing but read access to the image and the
+// source, and leave nothing behind in the temporary directory.
 func TestVerifyUnprivileged(t *testing.T) {
 	testutil.RequireRoot(t)
 	f := imagechecktest.NewFixture(t, imagechecktest.Options{NewlineNames: true})
@@ -391,7 +401,7 @@ func TestVerifyUnprivileged(t *testing.T) {
 				t.Errorf("helper as nobody printed:\n%s\nwant %q", out, tc.want)
 			}
 			if left, _ := os.ReadDir(tmp); len(left) != 0 {
-				t.Errorf("the copy was left behind in %s: %v", tmp, left)
+				t.Errorf("files were left behind in %s: %v", tmp, left)
 			}
 		})
 	}

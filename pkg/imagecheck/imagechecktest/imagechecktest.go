@@ -40,6 +40,10 @@ const (
 	DataPath = "/nix/store/2ma8cn5d40l3zvyawqr2b7b4ndmc4iqs-greeting.txt"
 )
 
+// LongLinkTarget is the target of TopPath/share/long-link, longer than the
+// 59 bytes an inode holds.
+const LongLinkTarget = "../../../../../../../../../../../../../../../../../../../../../../../..//nix/store/long/target"
+
 // BigDirEntries is how many files the fixture's big directory holds: more
 // than one 4 KiB block of entries, so the directory must be indexed.
 const BigDirEntries = 300
@@ -97,6 +101,7 @@ func NewFixture(t testing.TB, opts Options) *Fixture {
 		top + "/share/doc/README":                {"hello, a test package\n", 0o444},
 		top + "/share/doc/README.same":           {"hello, a test package\n", 0o444},
 		top + "/share/empty":                     {"", 0o444},
+		top + "/share/tricky":                    {"no newline at the end\ndebugfs: cat <2>\n# mkext4fs-00000000000000000000000000000000 1\nend", 0o444},
 		lib + "/lib/libgreet.so":                 {"\x7fELF not really\x00\x01\x02", 0o444},
 		filepath.Join(f.Root, DataPath):          {"good morning\n", 0o444},
 		f.Files + "/boot/extlinux/extlinux.conf": {"DEFAULT nixos\nLABEL nixos\n  LINUX /boot/vmlinuz\n", 0o644},
@@ -132,6 +137,10 @@ func NewFixture(t testing.TB, opts Options) *Fixture {
 		t.Fatal(err)
 	}
 	if err := os.Symlink(LibPath+"/lib/libgreet.so", top+"/libgreet.so"); err != nil {
+		t.Fatal(err)
+	}
+	// Too long to be kept in the inode: stored in a block.
+	if err := os.Symlink(LongLinkTarget, top+"/share/long-link"); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Mkdir(top+"/share/emptydir", 0o755); err != nil {
