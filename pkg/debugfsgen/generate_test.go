@@ -1,0 +1,375 @@
+package debugfsgen
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/mkext4fs/mkext4fs/pkg/plan"
+)
+
+// validName reports whether a directory entry can have this name.
+func validName(s string) bool {
+	return s != "" && s != "." && s != ".." && len(s) <= 255 && !strings.ContainsAny(s, "/\x00")
+}
+
+// hostileFill makes a store path holding every awkward name as a file, a
+// directory and a symlink target, in an ordinary directory and in one big
+// enough to be staged, with duplicate files for Optimise.
+func hostileFill(dir string) error {
+	for _, sub := range []string{"files", "dirs", "links", "staged"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
+			return err
+		}
+	}
+	for i, name := range awkward {
+		if !validName(name) {
+			continue
+		}
+		if err := os.WriteFile(filepath.Join(dir, "files", name), []byte(name), 0o644); err != nil {
+			return err
+		}
+		if err := os.Mkdir(filepath.Join(dir, "dirs", name), 0o750); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, "dirs", name, name), []byte("same"), 0o755); err != nil {
+			return err
+		}
+		if err := os.Symlink(name, filepath.Join(dir, "links", fmt.Sprintf("link%02d", i))); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, "staged", name), []byte("same"), 0o755); err != nil {
+			return err
+		}
+		if err := os.Symlink(`t" rm victim "`+name, filepath.Join(dir, "staged", fmt.Sprintf("zlink%02d", i))); err != nil {
+			return err
+		}
+	}
+	// Entries of 4064 bytes: a directory the build pads for e2fsck -D.
+	if err := os.Mkdir(filepath.Join(dir, "padded"), 0o755); err != nil {
+		return err
+	}
+	for i := 0; i < 16; i++ {
+		name := fmt.Sprintf("%02d", i) + strings.Repeat("p", 246)
+		if i == 15 {
+			name = name[:216]
+		}
+		if err := os.WriteFile(filepath.Join(dir, "padded", name), nil, 0o444); err != nil {
+			return err
+		}
+	}
+	for i := 0; i < 200; i++ {
+		if err := os.WriteFile(filepath.Join(dir, "staged", fmt.Sprintf("pad%03d", i)), []byte{byte(i % 3)}, 0o444); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// generateAndModel plans root's store path, generates the script and the
+// late phase (the registration, written from a directory with an awkward
+// name), runs them through the model and compares the result with the
+// plan.
+func generateAndModel(t *testing.T, tree *plan.Tree, hostDir string, csum bool) error {
+	t.Helper()
+	reg, err := tree.AddLate(`/reg "dir"/<3>/nix-path-registration`, 100, 0o444)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(hostDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	reg.Host = filepath.Join(hostDir, "registration")
+	if err := os.WriteFile(reg.Host, []byte("reg"), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Generate(tree, Options{})
+	if err != nil {
+		return err
+	}
+	late, err := Late(tree, csum)
+	if err != nil {
+		return err
+	}
+	unpad, err := Unpad(tree, csum)
+	if err != nil {
+		return err
+	}
+	m := newMachine()
+	if err := m.run(append(s.Phases, late, unpad)...); err != nil {
+		t.Fatalf("the script does not do what it means: %v", err)
+	}
+	if diffs := m.compare(tree); len(diffs) > 0 {
+		t.Fatalf("the script builds another tree than the plan:\n%s", strings.Join(diffs, "\n"))
+	}
+	return nil
+}
+
+// TestGenerateModel: for hostile names the script, split as debugfs splits
+// it and run in the model, builds exactly the planned tree, staged
+// directories and hard links included.
+func TestGenerateModel(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts plan.Options
+		csum bool
+	}{
+		{"plain", plan.Options{StageBytes: -1}, false},
+		{"staged", plan.Options{StageBytes: 1024}, true},
+		{"staged, optimised, owned", plan.Options{StageBytes: 1024, Optimise: true, UID: 7, GID: 30000}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			tree, err := storeTree(root, "0123456789abcdfghijklmnpqrsvwxyz-hostile", hostileFill, tc.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.opts.StageBytes > 0 && !tree.HasStaged() {
+				t.Fatal("no directory is staged")
+			}
+			pads := 0
+			tree.Walk(func(n *plan.Node) bool {
+				if plan.PadName(n, true) != "" {
+					pads++
+				}
+				return true
+			})
+			if pads == 0 {
+				t.Fatal("no directory is padded")
+			}
+			if err := generateAndModel(t, tree, filepath.Join(root, `host "dir" <4>`), tc.csum); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestModelCatchesWrongScripts: the model is able to fail: scripts with
+// the mistakes a generator could make are caught.
+func TestModelCatchesWrongScripts(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "f"), nil, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		lines []string
+	}{
+		{"unquoted blank", []string{"mkdir a b"}},
+		{"unbalanced quote", []string{`mkdir "a`}},
+		{"inode number", []string{"mkdir d", "cd <2>"}},
+		{"name exists", []string{"mkdir d", "mkdir d"}},
+		{"write before lcd", []string{"write f f"}},
+		{"shell escape", []string{"!touch x"}},
+		{"comment", []string{"# mkdir d"}},
+		{"unknown command", []string{"rm f"}},
+		{"too long", []string{"mkdir " + strings.Repeat("x", MaxLine)}},
+		{"link count wrong", []string{"lcd " + dir, "write f a", "ln /a b"}},
+		{"unlink missing", []string{"unlink x"}},
+	} {
+		if err := newMachine().run(tc.lines); err == nil {
+			t.Errorf("%s: %q ran in the model", tc.name, tc.lines)
+		}
+	}
+}
+
+// TestGenerateRefuses: names and targets debugfs cannot carry are errors
+// that name the entry and its store path.
+func TestGenerateRefuses(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		fill func(dir string) error
+	}{
+		{"newline in a name", func(d string) error { return os.WriteFile(filepath.Join(d, "a\nb"), nil, 0o444) }},
+		{"carriage return in a directory name", func(d string) error { return os.Mkdir(filepath.Join(d, "a\rb"), 0o755) }},
+		{"newline in a target", func(d string) error { return os.Symlink("x\ny", filepath.Join(d, "l")) }},
+		{"carriage return in a staged name", func(d string) error {
+			for i := 0; i < 600; i++ {
+				if err := os.WriteFile(filepath.Join(d, fmt.Sprintf("pad%03d", i)), nil, 0o444); err != nil {
+					return err
+				}
+			}
+			return os.WriteFile(filepath.Join(d, "zz\r"), nil, 0o444)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const sp = "0123456789abcdfghijklmnpqrsvwxyz-bad"
+			tree, err := storeTree(t.TempDir(), sp, func(d string) error {
+				if err := os.Mkdir(d, 0o755); err != nil {
+					return err
+				}
+				return tc.fill(d)
+			}, plan.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = Generate(tree, Options{})
+			if err == nil {
+				t.Fatal("generated a script")
+			}
+			if !strings.Contains(err.Error(), "(store path /nix/store/"+sp+")") {
+				t.Errorf("error does not name the store path: %v", err)
+			}
+			if !errors.Is(err, ErrUnquotable) {
+				t.Errorf("error is not ErrUnquotable: %v", err)
+			}
+		})
+	}
+}
+
+// TestLongPaths: paths in the image longer than debugfs' line are entered
+// with chained cd commands, and each line stays within MaxLine.
+func TestLongPaths(t *testing.T) {
+	root := t.TempDir()
+	tree, err := storeTree(root, "0123456789abcdfghijklmnpqrsvwxyz-x", func(d string) error {
+		return os.WriteFile(d, []byte("x"), 0o444)
+	}, plan.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 50 directories of 200 bytes: a path of about 10,000 bytes, and one
+	// of quotes that doubles when quoted.
+	var parts []string
+	for i := 0; i < 50; i++ {
+		parts = append(parts, fmt.Sprintf("%03d", i)+strings.Repeat("d", 197))
+	}
+	long := "/" + strings.Join(parts, "/") + "/file"
+	quotes := "/" + strings.Repeat(strings.Repeat(`"`, 200)+"/", 25) + "<7>"
+	host := filepath.Join(root, "reg")
+	if err := os.WriteFile(host, []byte("r"), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{long, quotes} {
+		n, err := tree.AddLate(p, 10, 0o444)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.Host = host
+	}
+	s, err := Generate(tree, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	late, err := Late(tree, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cds := 0
+	for _, l := range late {
+		if len(l) > MaxLine {
+			t.Errorf("line of %d bytes", len(l))
+		}
+		if strings.HasPrefix(l, "cd ") {
+			cds++
+		}
+	}
+	if cds < 6 {
+		t.Errorf("%d cd commands for two paths of over 8 KiB quoted: not chained", cds)
+	}
+	m := newMachine()
+	if err := m.run(append(s.Phases, late)...); err != nil {
+		t.Fatal(err)
+	}
+	if diffs := m.compare(tree); len(diffs) > 0 {
+		t.Fatalf("%s", strings.Join(diffs, "\n"))
+	}
+}
+
+// fuzzFill makes a store path from fuzzed names: every third a file, a
+// directory holding a file of the same name, or a symlink to target+name.
+func fuzzFill(names []string, target string) func(dir string) error {
+	return func(dir string) error {
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			return err
+		}
+		for i, name := range names {
+			p := filepath.Join(dir, name)
+			var err error
+			switch i % 3 {
+			case 0:
+				err = os.WriteFile(p, []byte(name[:1]), os.FileMode(0o444|i%2*0o111))
+			case 1:
+				if err = os.Mkdir(p, 0o755); err == nil {
+					err = os.WriteFile(filepath.Join(p, name), []byte(name[:1]), 0o444)
+				}
+			case 2:
+				err = os.Symlink(target+name, p)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+// FuzzGenerate: for any names (all bytes but '/' and NUL) and symlink
+// targets, the script, split as debugfs splits it and run in the model,
+// builds exactly the planned tree; or Generate refuses with an error that
+// names the entry, for exactly the names and targets debugfs cannot carry.
+func FuzzGenerate(f *testing.F) {
+	var seed []string
+	for _, s := range awkward {
+		if validName(s) {
+			seed = append(seed, s)
+		}
+	}
+	f.Add(strings.Join(seed, "/"), "", uint8(0))
+	f.Add(strings.Join(seed, "/"), `t" rm victim "`, uint8(7))
+	f.Add("a/b/c", "../x", uint8(1))
+	f.Add("new\nline/x", "t", uint8(2))
+	f.Add("x/y/z", "target\rcr", uint8(3))
+	f.Add("<1>/<2>/<3>", "<4>", uint8(6))
+	f.Fuzz(func(t *testing.T, joined, target string, flags uint8) {
+		seen := map[string]bool{}
+		var names []string
+		unquotable := false
+		for _, name := range strings.Split(strings.ReplaceAll(joined, "\x00", ""), "/") {
+			if len(name) > 255 {
+				name = name[:255]
+			}
+			if !validName(name) || seen[name] {
+				continue
+			}
+			seen[name] = true
+			names = append(names, name)
+			unquotable = unquotable || strings.ContainsAny(name, "\n\r")
+			if len(names)%3 == 0 && strings.ContainsAny(target, "\n\r") {
+				unquotable = true
+			}
+		}
+		target = strings.ReplaceAll(target, "\x00", "")
+		if len(target) > 2000 {
+			target = target[:2000]
+		}
+		if len(names) == 0 {
+			return
+		}
+		opts := plan.Options{StageBytes: -1, Optimise: flags&1 != 0}
+		if flags&2 != 0 {
+			opts.StageBytes = 64
+		}
+		root := t.TempDir()
+		const sp = "0123456789abcdfghijklmnpqrsvwxyz-fuzz"
+		tree, err := storeTree(root, sp, fuzzFill(names, target), opts)
+		if err != nil {
+			t.Skipf("cannot make the tree: %v", err)
+		}
+		host := names[0]
+		if len(host) > 200 {
+			host = host[:200]
+		}
+		err = generateAndModel(t, tree, filepath.Join(root, host+"-host"), flags&4 != 0)
+		switch {
+		case err == nil && unquotable:
+			t.Fatal("generated a script for a name or target with a line end")
+		case err != nil && !unquotable:
+			t.Fatalf("refused: %v", err)
+		case err != nil && (!errors.Is(err, ErrUnquotable) || !strings.Contains(err.Error(), sp)):
+			t.Fatalf("unclear error: %v", err)
+		}
+	})
+}
