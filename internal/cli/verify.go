@@ -102,6 +102,9 @@ func runVerify(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
+	for _, w := range report.Warnings {
+		fmt.Fprintf(env.Stderr, "verify: warning: %s\n", w)
+	}
 	if report.Match() {
 		_, err := fmt.Fprintf(env.Stdout, "%s matches: %d store paths, %d entries\n", image, report.StorePaths, report.Entries)
 		return err

@@ -61,6 +61,9 @@ type Report struct {
 	// Differences are the ways the image differs from what was expected,
 	// sorted: whole-image ones first, then by path. Empty means it matches.
 	Differences []string
+	// Warnings are what could not be checked, without being a difference:
+	// store paths holding names go-nix's NAR writer cannot serialize.
+	Warnings []string
 	// StorePaths and Entries count what was checked.
 	StorePaths int
 	Entries    int
@@ -95,6 +98,7 @@ type verifier struct {
 	// source's.
 	fileChecks []fileCheck
 	diffs      []difference
+	warnings   []string
 }
 
 func (v *verifier) addf(p, format string, args ...any) {
@@ -181,7 +185,7 @@ func Verify(ctx context.Context, image string, opts Options) (*Report, error) {
 		}
 		return a.path < b.path
 	})
-	r := &Report{StorePaths: len(opts.Closure.Paths), Entries: tree.Len()}
+	r := &Report{StorePaths: len(opts.Closure.Paths), Entries: tree.Len(), Warnings: v.warnings}
 	for _, d := range v.diffs {
 		if d.path == "" {
 			r.Differences = append(r.Differences, d.msg)

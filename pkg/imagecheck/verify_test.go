@@ -433,3 +433,57 @@ func TestVerifyHelper(t *testing.T) {
 		fmt.Println(d)
 	}
 }
+
+// TestVerifyDotDotNames: a store path with a name go-nix's NAR writer cannot
+// serialize is a warning, as in mkext4fs build, and is compared with the
+// source file by file instead.
+func TestVerifyDotDotNames(t *testing.T) {
+	debugfs := testutil.RequireTool(t, "debugfs")
+	f := imagechecktest.NewFixture(t, imagechecktest.Options{DotDotName: true})
+	img := f.MkfsImage(t)
+	top := imagechecktest.TopPath
+	for _, tc := range []struct {
+		name     string
+		corrupt  func(t *testing.T, img string)
+		noSource bool
+		warning  string
+		want     string
+	}{
+		{name: "match", warning: "compared file by file with the source instead"},
+		{name: "match without source", noSource: true, warning: "its contents are not checked"},
+		{name: "changed byte", corrupt: func(t *testing.T, img string) { corruptByte(t, img, top+"/share/..dots") },
+			warning: "compared file by file", want: `^` + regexp.QuoteMeta(top+"/share/..dots") + `: content differs from `},
+		{name: "removed entry", corrupt: func(t *testing.T, img string) {
+			imagechecktest.DebugfsW(t, debugfs, img, "rm "+top+"/share/doc/README\n")
+		}, warning: "compared file by file", want: `^` + regexp.QuoteMeta(top+"/share/doc/README") + `: missing`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			im := img
+			if tc.corrupt != nil {
+				im = copyFile(t, img)
+				tc.corrupt(t, im)
+			}
+			r := verify(t, f, im, func(o *imagecheck.Options) {
+				if tc.noSource {
+					o.Source = ""
+				}
+			})
+			if len(r.Warnings) != 1 || !strings.Contains(r.Warnings[0], top+": ") || !strings.Contains(r.Warnings[0], tc.warning) {
+				t.Errorf("warnings %q, want one about %s: %s", r.Warnings, top, tc.warning)
+			}
+			if tc.want == "" {
+				if !r.Match() {
+					t.Errorf("differences:\n%s", strings.Join(r.Differences, "\n"))
+				}
+				return
+			}
+			found := false
+			for _, d := range r.Differences {
+				found = found || regexp.MustCompile(tc.want).MatchString(d)
+			}
+			if !found {
+				t.Errorf("no difference matches %s; got:\n%s", tc.want, strings.Join(r.Differences, "\n"))
+			}
+		})
+	}
+}

@@ -31,6 +31,8 @@ type Fixture struct {
 	Top   string
 	// Files is a directory for build --files: /boot/extlinux/extlinux.conf.
 	Files string
+
+	dotDot bool
 }
 
 // Store paths of the fixture. The hash parts are valid nix-base32.
@@ -76,7 +78,13 @@ var NewlineNames = []string{
 type Options struct {
 	// NewlineNames adds the NewlineNames to the hostile ones.
 	NewlineNames bool
+	// DotDotName adds TopPath/share/..dots, a name go-nix's NAR writer
+	// cannot serialize: Closure then gives the top path a made-up hash.
+	DotDotName bool
 }
+
+// FakeNarHash is the hash Closure gives a store path it cannot hash.
+const FakeNarHash = "sha256:0000000000000000000000000000000000000000000000000000"
 
 // NewFixture writes the fixture closure under a test directory: a top path
 // with an executable, a symlink, a big directory and the hostile names; a
@@ -146,6 +154,12 @@ func NewFixture(t testing.TB, opts Options) *Fixture {
 	if err := os.Mkdir(top+"/share/emptydir", 0o755); err != nil {
 		t.Fatal(err)
 	}
+	if opts.DotDotName {
+		f.dotDot = true
+		if err := os.WriteFile(top+"/share/..dots", []byte("dots\n"), 0o444); err != nil {
+			t.Fatal(err)
+		}
+	}
 	// Store directories are read-only, as in a real store.
 	for _, p := range []string{TopPath, LibPath} {
 		err := filepath.Walk(filepath.Join(f.Root, p), func(fp string, fi os.FileInfo, err error) error {
@@ -184,6 +198,11 @@ func (f *Fixture) Closure(t testing.TB) *closure.Closure {
 	c, err := closure.Load([]string{f.Graph}, closure.Options{})
 	if err != nil {
 		t.Fatal(err)
+	}
+	for i := range c.Paths {
+		if f.dotDot && c.Paths[i].Path == TopPath {
+			c.Paths[i].NarHash, c.Paths[i].NarSize = FakeNarHash, 1
+		}
 	}
 	if err := c.Hash(context.Background(), closure.HashOptions{Root: f.Root}); err != nil {
 		t.Fatal(err)
