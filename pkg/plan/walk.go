@@ -490,7 +490,11 @@ func (t *Tree) CheckUnchanged() error {
 			return false
 		}
 		now := idOf(&st)
-		now.nlink = n.id.nlink // hard links made elsewhere do not change content
+		if now.nlink != n.id.nlink {
+			// A hard link made or removed elsewhere (nix-store --optimise)
+			// changes the link count and the ctime, not the content.
+			now.nlink, now.ctime = n.id.nlink, n.id.ctime
+		}
 		if now != n.id {
 			err = fmt.Errorf("%s: %s changed during the build", describe(n.Host, n.StorePath), n.Host)
 			return false
