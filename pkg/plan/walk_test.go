@@ -1,0 +1,203 @@
+package plan
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+const testStorePath = "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-test"
+
+// walkStore makes root/nix/store/<test> with fill and walks it.
+func walkStore(t *testing.T, fill func(p string) error, opts Options) (*Tree, string) {
+	t.Helper()
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "nix", "store"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(root, testStorePath)
+	if err := fill(p); err != nil {
+		t.Fatal(err)
+	}
+	opts.Root, opts.StorePaths = root, []string{testStorePath}
+	tree, err := Walk(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tree, p
+}
+
+func writeTree(p string) error {
+	for _, d := range []string{"bin", "lib/sub", "empty"} {
+		if err := os.MkdirAll(filepath.Join(p, d), 0o755); err != nil {
+			return err
+		}
+	}
+	for name, content := range map[string]string{"bin/tool": "#!/bin/sh\n", "lib/big": strings.Repeat("x", 100000), "lib/sub/f": "f", "zero": ""} {
+		if err := os.WriteFile(filepath.Join(p, name), []byte(content), 0o444); err != nil {
+			return err
+		}
+	}
+	return os.Symlink("../lib/big", filepath.Join(p, "bin", "link"))
+}
+
+// TestCheckUnchanged: every kind of change to the store after Walk is
+// reported with the host path of what changed; no change, no error.
+func TestCheckUnchanged(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		change func(p string) error
+		path   string // what the error must name: the entry, or the directory that changed with it
+	}{
+		{"nothing", func(p string) error { return nil }, ""},
+		{"hard link added elsewhere", func(p string) error {
+			return os.Link(filepath.Join(p, "lib", "big"), filepath.Join(filepath.Dir(p), "elsewhere"))
+		}, ""},
+		{"file grown", func(p string) error {
+			f, err := os.OpenFile(filepath.Join(p, "lib", "big"), os.O_APPEND|os.O_WRONLY, 0)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			_, err = f.Write([]byte("more"))
+			return err
+		}, "lib/big"},
+		{"file truncated", func(p string) error { return os.Truncate(filepath.Join(p, "lib", "big"), 10) }, "lib/big"},
+		{"same size, new content, times put back", func(p string) error {
+			f := filepath.Join(p, "lib", "sub", "f")
+			st, err := os.Stat(f)
+			if err != nil {
+				return err
+			}
+			time.Sleep(10 * time.Millisecond)
+			if err := os.WriteFile(f, []byte("g"), 0o444); err != nil {
+				return err
+			}
+			return os.Chtimes(f, st.ModTime(), st.ModTime()) // ctime still moves
+		}, "lib/sub/f"},
+		{"empty file written", func(p string) error { return os.WriteFile(filepath.Join(p, "zero"), []byte("z"), 0o444) }, "zero"},
+		{"file vanished", func(p string) error { return os.Remove(filepath.Join(p, "lib", "sub", "f")) }, "lib/sub"},
+		{"file replaced by rename", func(p string) error {
+			tmp := filepath.Join(p, "bin", "tmp")
+			if err := os.WriteFile(tmp, []byte("#!/bin/sh\n"), 0o444); err != nil {
+				return err
+			}
+			return os.Rename(tmp, filepath.Join(p, "bin", "tool"))
+		}, "bin"},
+		{"file replaced by a symlink", func(p string) error {
+			f := filepath.Join(p, "lib", "sub", "f")
+			if err := os.Remove(f); err != nil {
+				return err
+			}
+			return os.Symlink("/etc/shadow", f)
+		}, "lib/sub"},
+		{"mode changed", func(p string) error { return os.Chmod(filepath.Join(p, "bin", "tool"), 0o555) }, "bin/tool"},
+		{"symlink retargeted", func(p string) error {
+			l := filepath.Join(p, "bin", "link")
+			if err := os.Remove(l); err != nil {
+				return err
+			}
+			return os.Symlink("/etc/passwd", l)
+		}, "bin"},
+		{"entry added to a directory", func(p string) error {
+			return os.WriteFile(filepath.Join(p, "empty", "new"), nil, 0o444)
+		}, "empty"},
+		{"store path vanished", func(p string) error { return os.RemoveAll(p) }, testStorePath},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tree, p := walkStore(t, writeTree, Options{})
+			if err := tree.CheckUnchanged(); err != nil {
+				t.Fatalf("before any change: %v", err)
+			}
+			if err := tc.change(p); err != nil {
+				t.Fatal(err)
+			}
+			err := tree.CheckUnchanged()
+			if tc.path == "" {
+				if err != nil {
+					t.Fatalf("reported a change: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("change not detected")
+			}
+			if !strings.Contains(err.Error(), tc.path) || !strings.Contains(err.Error(), testStorePath) {
+				t.Errorf("error does not name %s and the store path: %v", tc.path, err)
+			}
+			if !strings.Contains(err.Error(), "during the build") {
+				t.Errorf("error does not say what happened: %v", err)
+			}
+		})
+	}
+}
+
+// TestWalkNeverFollows: symlinks anywhere, the store path itself
+// included, stay symlinks with their targets; nothing they point to is
+// read.
+func TestWalkNeverFollows(t *testing.T) {
+	outside := t.TempDir()
+	if err := os.WriteFile(filepath.Join(outside, "secret"), []byte("secret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tree, _ := walkStore(t, func(p string) error {
+		if err := os.Mkdir(p, 0o755); err != nil {
+			return err
+		}
+		for name, target := range map[string]string{"abs": filepath.Join(outside, "secret"), "dir": outside, "up": "../../..", "shadow": "/etc/shadow"} {
+			if err := os.Symlink(target, filepath.Join(p, name)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, Options{Optimise: true})
+	n := tree.Store.Children[0]
+	if len(n.Children) != 4 {
+		t.Fatalf("%d entries, want 4", len(n.Children))
+	}
+	for _, c := range n.Children {
+		if c.Kind != Symlink || c.Blocks != 0 || len(c.Children) != 0 {
+			t.Errorf("%s: a %s with %d blocks and %d children: followed", c.Name, c.Kind, c.Blocks, len(c.Children))
+		}
+	}
+
+	// A store path that is itself a symlink to a directory.
+	tree, _ = walkStore(t, func(p string) error { return os.Symlink(outside, p) }, Options{})
+	if n := tree.Store.Children[0]; n.Kind != Symlink || n.Target != outside {
+		t.Errorf("store path symlink planned as a %s with target %q", n.Kind, n.Target)
+	}
+}
+
+// TestWalkRejects: store paths that would reach outside the store
+// directory, and file types a store cannot hold.
+func TestWalkRejects(t *testing.T) {
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "nix", "store", "x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(filepath.Join(root, "nix", "store", "fifo"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		path, want string
+	}{
+		{"/nix/store/..", "not directly under /nix/store"},
+		{"/nix/store/../etc", "not directly under /nix/store"},
+		{"/nix/store/x/../../etc", "not directly under /nix/store"},
+		{"/nix/store/.", "not directly under /nix/store"},
+		{"/nix/store/", "not directly under /nix/store"},
+		{"/nix/storex", "not directly under /nix/store"},
+		{"/etc", "not directly under /nix/store"},
+		{"/nix/store/fifo", "unsupported file type"},
+		{"/nix/store/missing", "no such file or directory"},
+	} {
+		_, err := Walk(context.Background(), Options{Root: root, StorePaths: []string{tc.path}})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error with %q", tc.path, err, tc.want)
+		}
+	}
+}
