@@ -147,9 +147,13 @@ func ExitCode(err error, stderr io.Writer) int {
 	}
 	var ue *UsageError
 	if errors.As(err, &ue) {
-		fmt.Fprintf(stderr, "mkext4fs: %s\n", ue.Msg)
+		fmt.Fprintf(stderr, "mkext4fs: %s\n", oneLine.Replace(ue.Msg))
 		return 2
 	}
-	fmt.Fprintf(stderr, "mkext4fs: %v\n", err)
+	fmt.Fprintf(stderr, "mkext4fs: %s\n", oneLine.Replace(err.Error()))
 	return 1
 }
+
+// oneLine keeps a message on one line whatever file names it quotes: a
+// store may hold names with line breaks.
+var oneLine = strings.NewReplacer("\n", `\n`, "\r", `\r`)
