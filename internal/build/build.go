@@ -16,6 +16,7 @@ import (
 
 	"github.com/mkext4fs/mkext4fs/internal/compress"
 	"github.com/mkext4fs/mkext4fs/internal/e2fs"
+	"github.com/mkext4fs/mkext4fs/internal/units"
 	"github.com/mkext4fs/mkext4fs/pkg/closure"
 	"github.com/mkext4fs/mkext4fs/pkg/debugfsgen"
 	"github.com/mkext4fs/mkext4fs/pkg/plan"
@@ -203,9 +204,9 @@ func build(ctx context.Context, o Options, worstCase bool) (res *Result, err err
 	c, t := prep.Closure, prep.Tree
 	stats := t.Stats()
 	log.printf("closure: %d store paths; content: %d directories, %d files, %d symlinks, %s",
-		len(c.Paths), stats.Dirs, stats.Files, stats.Symlinks, humanBytes(stats.Bytes))
+		len(c.Paths), stats.Dirs, stats.Files, stats.Symlinks, units.Bytes(stats.Bytes))
 	if big := bigFile(t); big != nil && version == (e2fs.Version{Major: 1, Minor: 47, Patch: 3}) {
-		return nil, fmt.Errorf("%s: %s is larger than 2 GiB, which e2fsprogs 1.47.3 cannot copy (\"Ext2 file too big\"); use e2fsprogs 1.47.4 or newer (or 1.47.2)", big.Path(), humanBytes(big.Size))
+		return nil, fmt.Errorf("%s: %s is larger than 2 GiB, which e2fsprogs 1.47.3 cannot copy (\"Ext2 file too big\"); use e2fsprogs 1.47.4 or newer (or 1.47.2)", big.Path(), units.Bytes(big.Size))
 	}
 
 	// Hash while the image is populated: the registration goes in last.
@@ -263,7 +264,7 @@ func build(ctx context.Context, o Options, worstCase bool) (res *Result, err err
 		return nil, err
 	}
 	log.printf("plan: %d inodes, %s of data; image %s (%d blocks, %d inodes)",
-		need.Inodes, humanBytes(need.DataBlocks*plan.BlockSize), humanBytes(geo.Blocks*plan.BlockSize), geo.Blocks, geo.Inodes)
+		need.Inodes, units.Bytes(need.DataBlocks*plan.BlockSize), units.Bytes(geo.Blocks*plan.BlockSize), geo.Blocks, geo.Inodes)
 	phase("size")
 
 	image := filepath.Join(work, "image")
@@ -307,7 +308,7 @@ func build(ctx context.Context, o Options, worstCase bool) (res *Result, err err
 	if err := hashWait(); err != nil {
 		return nil, err
 	}
-	log.printf("hashed %d store paths, %s of NAR", len(c.Paths), humanBytes(int64(c.NarBytes())))
+	log.printf("hashed %d store paths, %s of NAR", len(c.Paths), units.Bytes(int64(c.NarBytes())))
 	phase("hash_wait")
 	var reg bytes.Buffer
 	if err := c.WriteRegistration(&reg); err != nil {
@@ -386,7 +387,7 @@ func build(ctx context.Context, o Options, worstCase bool) (res *Result, err err
 		return nil, fmt.Errorf("move the image to %s: %w", o.Output, err)
 	}
 	log.printf("wrote %s (%s, %d inodes, %d store paths) in %.1f s",
-		o.Output, humanBytes(int64(sb.BlocksCount)*plan.BlockSize), sb.UsedInodes(), len(c.Paths), time.Since(start).Seconds())
+		o.Output, units.Bytes(int64(sb.BlocksCount)*plan.BlockSize), sb.UsedInodes(), len(c.Paths), time.Since(start).Seconds())
 	return &Result{Report: rep}, nil
 }
 
@@ -427,7 +428,7 @@ func createSparse(name string, size int64) error {
 	}
 	if err := f.Truncate(size); err != nil {
 		f.Close()
-		return fmt.Errorf("make the image file of %s: %w", humanBytes(size), err)
+		return fmt.Errorf("make the image file of %s: %w", units.Bytes(size), err)
 	}
 	return f.Close()
 }
@@ -497,19 +498,6 @@ func newProgress(log *logger, total int, live bool) (update func(done int), fini
 		}
 	}
 	return update, finish
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.2f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 // hostSpace tells the build host's full disk apart from a full image.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/mkext4fs/mkext4fs/internal/build"
 	"github.com/mkext4fs/mkext4fs/internal/e2fs"
+	"github.com/mkext4fs/mkext4fs/internal/units"
 	"github.com/mkext4fs/mkext4fs/pkg/closure"
 	"golang.org/x/sys/unix"
 )
@@ -109,7 +110,7 @@ func (f *buildFlags) options(env *Env, graphs []string) (build.Options, error) {
 		return o, err
 	}
 	o.UID, o.GID = uid, gid
-	if o.Headroom, err = parseSize(f.headroom); err != nil {
+	if o.Headroom, err = units.ParseSize(f.headroom); err != nil {
 		return o, usagef("--headroom: %v", err)
 	}
 	if o.Features, err = featureList(f.profile, f.features); err != nil {
@@ -136,36 +137,6 @@ func parseOwner(s string) (uint32, uint32, error) {
 		return 0, 0, usagef("--owner %q is not UID:GID in numbers", s)
 	}
 	return uint32(uid), uint32(gid), nil
-}
-
-var sizeRE = regexp.MustCompile(`^([0-9]+)\s*([KMGT]?)(i?B?)$`)
-
-// parseSize reads a byte count: a number with an optional K, M, G or T
-// suffix, binary (KiB, or K alone) or decimal (KB).
-func parseSize(s string) (int64, error) {
-	m := sizeRE.FindStringSubmatch(strings.TrimSpace(s))
-	if m == nil {
-		return 0, fmt.Errorf("%q is not a size such as 0, 4096, 512KiB, 16MiB or 1GiB", s)
-	}
-	n, err := strconv.ParseInt(m[1], 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("%q: %w", s, err)
-	}
-	base := int64(1024)
-	if m[3] == "B" && m[2] != "" {
-		base = 1000
-	}
-	mult := int64(1)
-	for _, u := range "KMGT" {
-		mult *= base
-		if m[2] == string(u) {
-			if n > (1<<62)/mult {
-				return 0, fmt.Errorf("%q is too large", s)
-			}
-			return n * mult, nil
-		}
-	}
-	return n, nil
 }
 
 // featureList applies the --features changes to a profile.

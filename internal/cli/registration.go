@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/mkext4fs/mkext4fs/internal/units"
 	"github.com/mkext4fs/mkext4fs/pkg/closure"
 )
 
@@ -53,20 +54,6 @@ func runRegistration(ctx context.Context, env *Env, args []string) error {
 		checked = "verified"
 	}
 	fmt.Fprintf(env.Stderr, "registration: %d store paths, %s of NAR; %d hashed, %d %s in %s\n",
-		len(c.Paths), formatBytes(c.NarBytes()), missing, given, checked, time.Since(start).Round(time.Millisecond))
+		len(c.Paths), units.Bytes(int64(c.NarBytes())), missing, given, checked, time.Since(start).Round(time.Millisecond))
 	return nil
-}
-
-// formatBytes writes a size the way a build log reader wants it.
-func formatBytes(n uint64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := uint64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -45,7 +45,7 @@ func (t *Tools) Resolve() error {
 			*x.field = p
 			continue
 		}
-		p, err := lookTool(x.names)
+		p, err := LookTool(x.names...)
 		if err != nil {
 			return fmt.Errorf("%s not found on PATH, /usr/sbin or /sbin: install %s", x.names[0], x.pkg)
 		}
@@ -54,7 +54,9 @@ func (t *Tools) Resolve() error {
 	return nil
 }
 
-func lookTool(names []string) (string, error) {
+// LookTool finds the first of names on PATH or in /usr/sbin and /sbin,
+// where Debian keeps e2fsprogs.
+func LookTool(names ...string) (string, error) {
 	for _, name := range names {
 		if p, err := exec.LookPath(name); err == nil {
 			return p, nil

@@ -4,9 +4,9 @@ package testutil
 
 import (
 	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
+
+	"github.com/mkext4fs/mkext4fs/internal/e2fs"
 )
 
 // InCI reports whether the tests run in CI (CI=true), where a missing tool is
@@ -15,18 +15,7 @@ func InCI() bool { return os.Getenv("CI") == "true" }
 
 // LookTool finds an executable on PATH or in the sbin directories that
 // Debian keeps e2fsprogs in.
-func LookTool(name string) (string, error) {
-	if p, err := exec.LookPath(name); err == nil {
-		return p, nil
-	}
-	for _, dir := range []string{"/usr/sbin", "/sbin"} {
-		p := filepath.Join(dir, name)
-		if st, err := os.Stat(p); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	return exec.LookPath(name)
-}
+func LookTool(name string) (string, error) { return e2fs.LookTool(name) }
 
 // RequireTool returns the path of a tool the test needs; without it the test
 // is skipped locally and fails in CI.

@@ -11,9 +11,10 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/mkext4fs/mkext4fs/internal/e2fs"
 )
 
 // Tools names the e2fsprogs programs the checks run. An empty field is looked
@@ -30,16 +31,11 @@ func lookTool(given, name string) (string, error) {
 	if given != "" {
 		return given, nil
 	}
-	if p, err := exec.LookPath(name); err == nil {
-		return p, nil
+	p, err := e2fs.LookTool(name)
+	if err != nil {
+		return "", fmt.Errorf("%s not found on PATH, in /usr/sbin or in /sbin (Debian: apt-get install e2fsprogs)", name)
 	}
-	for _, dir := range []string{"/usr/sbin", "/sbin"} {
-		p := filepath.Join(dir, name)
-		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("%s not found on PATH, in /usr/sbin or in /sbin (Debian: apt-get install e2fsprogs)", name)
+	return p, nil
 }
 
 // toolEnv is the environment of every tool run: dates in UTC and in the C
