@@ -28,8 +28,8 @@ func TestRegistrationCommand(t *testing.T) {
 	if fromText != fromJSON {
 		t.Errorf("the text and JSON forms give different registrations:\n%s\n---\n%s", fromText, fromJSON)
 	}
-	if !strings.HasPrefix(errText, "registration: 5 store paths, 2.9 MiB of NAR; 5 hashed, 0 verified") ||
-		!strings.HasPrefix(errJSON, "registration: 5 store paths, 2.9 MiB of NAR; 0 hashed, 5 verified") {
+	if !strings.HasPrefix(errText, "registration: 5 store paths, 2.87 MiB of NAR; 5 hashed, 0 verified") ||
+		!strings.HasPrefix(errJSON, "registration: 5 store paths, 2.87 MiB of NAR; 0 hashed, 5 verified") {
 		t.Errorf("summaries: %q, %q", errText, errJSON)
 	}
 	if err := n.CheckRegistration(t, []byte(fromText), "/", paths); err != nil {
