@@ -326,9 +326,15 @@ func build(ctx context.Context, o Options, worstCase bool) (res *Result, err err
 	if err := r.Debugfs(ctx, image, late, nil); err != nil {
 		return nil, imageSpace(hostSpace(err, dir), need, geo)
 	}
-	if err := t.CheckUnchanged(); err != nil {
-		return nil, err
-	}
+	// Every source file was read by now: check none changed meanwhile,
+	// while the checksums are added.
+	var (
+		unchanged  sync.WaitGroup
+		changedErr error
+	)
+	unchanged.Add(1)
+	go func() { defer unchanged.Done(); changedErr = t.CheckUnchanged() }()
+	defer unchanged.Wait()
 	phase("registration")
 	if csum {
 		late := []string{"metadata_csum"}
@@ -358,6 +364,10 @@ func build(ctx context.Context, o Options, worstCase bool) (res *Result, err err
 	sb, err := e2fs.ReadSuperblock(image)
 	if err != nil {
 		return nil, err
+	}
+	unchanged.Wait()
+	if changedErr != nil {
+		return nil, changedErr
 	}
 	if err := checkContent(sb, need, geo, int64(reg.Len()), prep.Registration.Size); err != nil {
 		return nil, err
