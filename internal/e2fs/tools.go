@@ -115,6 +115,11 @@ func (t *Tools) E2fsprogsVersion(ctx context.Context) (Version, error) {
 	return v, nil
 }
 
+func lastLine(s string) string {
+	s = strings.TrimSpace(s)
+	return s[strings.LastIndexByte(s, '\n')+1:]
+}
+
 func firstLine(b []byte) string {
 	s := strings.TrimSpace(string(b))
 	if i := strings.IndexByte(s, '\n'); i >= 0 {
@@ -222,6 +227,11 @@ func (r *Runner) run(ctx context.Context, tool string, okCodes []int, args ...st
 			return out.String(), -1, &ToolError{Argv: append([]string{filepath.Base(tool)}, args...), Err: err, Output: out.String()}
 		}
 		code = ee.ExitCode()
+		if last := lastLine(out.String()); code == 1 && caughtRE.MatchString(last) {
+			// faketime exits 1 when its child was killed, which e2fsck
+			// -y would pass for "errors corrected".
+			return out.String(), code, &ToolError{Argv: append([]string{filepath.Base(tool)}, args...), Err: killedBy(last), Output: strings.TrimSuffix(strings.TrimSpace(out.String()), last)}
+		}
 		ok := false
 		for _, c := range okCodes {
 			ok = ok || c == code
