@@ -242,7 +242,7 @@ func TestToolEnvironment(t *testing.T) {
 	}
 	want := map[string]string{
 		"TZ": "UTC", "LC_ALL": "C", "LANG": "C", "E2FSPROGS_FAKE_TIME": "1234567890",
-		"FAKETIME": FaketimeSpec(1234567890),
+		"FAKETIME":      FaketimeSpec(1234567890),
 		"MKE2FS_CONFIG": filepath.Join(r.ConfigDir, "mke2fs.conf"), "E2FSCK_CONFIG": filepath.Join(r.ConfigDir, "e2fsck.conf"),
 	}
 	for k, v := range want {
