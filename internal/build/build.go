@@ -234,7 +234,7 @@ func build(ctx context.Context, o Options, worstCase bool) (res *Result, err err
 	dir := filepath.Dir(o.Output)
 	work, err := os.MkdirTemp(dir, ".mkext4fs-")
 	if err != nil {
-		return nil, fmt.Errorf("temporary directory beside --output: %w", err)
+		return nil, hostSpace(fmt.Errorf("temporary directory beside --output: %w", err), dir)
 	}
 	defer func() {
 		cancelHash()
@@ -261,7 +261,7 @@ func build(ctx context.Context, o Options, worstCase bool) (res *Result, err err
 	need := t.Need(plan.Geometry{MetadataCsum: csum, WorstCasePeak: worstCase})
 	geo, err := fitSize(ctx, r, work, &o, need)
 	if err != nil {
-		return nil, err
+		return nil, hostSpace(err, dir)
 	}
 	log.printf("plan: %d inodes, %s of data; image %s (%d blocks, %d inodes)",
 		need.Inodes, units.Bytes(need.DataBlocks*plan.BlockSize), units.Bytes(geo.Blocks*plan.BlockSize), geo.Blocks, geo.Inodes)
