@@ -325,3 +325,26 @@ func TestKilledTools(t *testing.T) {
 		}
 	}
 }
+
+// TestFaketimeChecked: a faketime that cannot run mke2fs is named before
+// anything runs under it, instead of passing for a failing mke2fs.
+func TestFaketimeChecked(t *testing.T) {
+	mke2fs := script(t, "echo 'mke2fs 1.47.0 (5-Feb-2023)'\n")
+	for _, tc := range []struct{ body, want string }{
+		{"echo 'libfaketime: failed to parse FAKETIME timestamp' >&2; exit 1\n", "exit status 1: libfaketime: failed to parse FAKETIME timestamp"},
+		{"kill -9 $$\n", "signal: killed"},
+		{"exit 0\n", "<nil>"},
+	} {
+		tools := Tools{Mke2fs: mke2fs, Faketime: script(t, tc.body)}
+		_, err := tools.E2fsprogsVersion(context.Background())
+		if err == nil || !strings.Contains(err.Error(), tools.Faketime+" cannot run "+mke2fs+" -V: "+tc.want) {
+			t.Errorf("faketime %q: %v", tc.body, err)
+		}
+	}
+	if faketime, err := LookTool("faketime"); err == nil {
+		tools := Tools{Mke2fs: mke2fs, Faketime: faketime}
+		if _, err := tools.E2fsprogsVersion(context.Background()); err != nil {
+			t.Errorf("the real faketime: %v", err)
+		}
+	}
+}

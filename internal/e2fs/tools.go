@@ -94,7 +94,9 @@ var versionRE = regexp.MustCompile(`mke2fs (\d+)\.(\d+)(?:\.(\d+))?`)
 // keeps every -E option given in one list.
 var MinVersion = Version{1, 43, 0}
 
-// E2fsprogsVersion asks mke2fs for its version.
+// E2fsprogsVersion asks mke2fs for its version, and, when Faketime is set,
+// checks that faketime runs it: a faketime that fails would otherwise
+// look like a failing mke2fs.
 func (t *Tools) E2fsprogsVersion(ctx context.Context) (Version, error) {
 	cmd := exec.CommandContext(ctx, t.Mke2fs, "-V")
 	cmd.Env = baseEnv()
@@ -105,6 +107,17 @@ func (t *Tools) E2fsprogsVersion(ctx context.Context) (Version, error) {
 			return Version{}, fmt.Errorf("%s -V: %w: %s", t.Mke2fs, err, firstLine(out))
 		}
 		return Version{}, fmt.Errorf("%s -V: no version in %q", t.Mke2fs, firstLine(out))
+	}
+	if t.Faketime != "" {
+		cmd := exec.CommandContext(ctx, t.Faketime, "-f", FaketimeSpec(0), t.Mke2fs, "-V")
+		cmd.Env = baseEnv()
+		out, err := cmd.CombinedOutput()
+		if ctx.Err() != nil {
+			return Version{}, ctx.Err()
+		}
+		if err != nil || !versionRE.Match(out) {
+			return Version{}, fmt.Errorf("%s cannot run %s -V: %v: %s", t.Faketime, t.Mke2fs, err, firstLine(out))
+		}
 	}
 	var v Version
 	v.Major, _ = strconv.Atoi(string(m[1]))
