@@ -115,8 +115,11 @@ func (t *Tools) E2fsprogsVersion(ctx context.Context) (Version, error) {
 		if ctx.Err() != nil {
 			return Version{}, ctx.Err()
 		}
-		if err != nil || !versionRE.Match(out) {
-			return Version{}, fmt.Errorf("%s cannot run %s -V: %v: %s", t.Faketime, t.Mke2fs, err, firstLine(out))
+		if err != nil {
+			return Version{}, fmt.Errorf("%s cannot run %s -V: %w: %s", t.Faketime, t.Mke2fs, err, firstLine(out))
+		}
+		if !versionRE.Match(out) {
+			return Version{}, fmt.Errorf("%s cannot run %s -V: no version in %q", t.Faketime, t.Mke2fs, firstLine(out))
 		}
 	}
 	var v Version
