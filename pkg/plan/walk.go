@@ -474,9 +474,11 @@ func (t *Tree) optimise() {
 }
 
 // CheckUnchanged compares every host entry with what Walk saw, so that a
-// file changed, grown, shrunk or replaced during the build fails it.
+// file changed, grown, shrunk or replaced during the build fails it. A
+// directory changes with the entries made or removed in it: the error
+// names such an entry when there is one, the directory otherwise.
 func (t *Tree) CheckUnchanged() error {
-	var err error
+	var err, dirErr error
 	t.Walk(func(n *Node) bool {
 		if err != nil {
 			return false
@@ -496,10 +498,20 @@ func (t *Tree) CheckUnchanged() error {
 			now.nlink, now.ctime = n.id.nlink, n.id.ctime
 		}
 		if now != n.id {
-			err = fmt.Errorf("%s: %s changed during the build", describe(n.Host, n.StorePath), n.Host)
+			changed := fmt.Errorf("%s: %s changed during the build", describe(n.Host, n.StorePath), n.Host)
+			if n.Kind == Dir && now.mode == n.id.mode {
+				if dirErr == nil {
+					dirErr = changed
+				}
+				return true
+			}
+			err = changed
 			return false
 		}
 		return true
 	})
+	if err == nil {
+		err = dirErr
+	}
 	return err
 }

@@ -51,7 +51,7 @@ func TestCheckUnchanged(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		change func(p string) error
-		path   string // what the error must name: the entry, or the directory that changed with it
+		path   string // what the error must name
 	}{
 		{"nothing", func(p string) error { return nil }, ""},
 		{"hard link added elsewhere", func(p string) error {
@@ -80,21 +80,21 @@ func TestCheckUnchanged(t *testing.T) {
 			return os.Chtimes(f, st.ModTime(), st.ModTime()) // ctime still moves
 		}, "lib/sub/f"},
 		{"empty file written", func(p string) error { return os.WriteFile(filepath.Join(p, "zero"), []byte("z"), 0o444) }, "zero"},
-		{"file vanished", func(p string) error { return os.Remove(filepath.Join(p, "lib", "sub", "f")) }, "lib/sub"},
+		{"file vanished", func(p string) error { return os.Remove(filepath.Join(p, "lib", "sub", "f")) }, "lib/sub/f vanished"},
 		{"file replaced by rename", func(p string) error {
 			tmp := filepath.Join(p, "bin", "tmp")
 			if err := os.WriteFile(tmp, []byte("#!/bin/sh\n"), 0o444); err != nil {
 				return err
 			}
 			return os.Rename(tmp, filepath.Join(p, "bin", "tool"))
-		}, "bin"},
+		}, "bin/tool changed"},
 		{"file replaced by a symlink", func(p string) error {
 			f := filepath.Join(p, "lib", "sub", "f")
 			if err := os.Remove(f); err != nil {
 				return err
 			}
 			return os.Symlink("/etc/shadow", f)
-		}, "lib/sub"},
+		}, "lib/sub/f changed"},
 		{"mode changed", func(p string) error { return os.Chmod(filepath.Join(p, "bin", "tool"), 0o555) }, "bin/tool"},
 		{"symlink retargeted", func(p string) error {
 			l := filepath.Join(p, "bin", "link")
@@ -131,6 +131,9 @@ func TestCheckUnchanged(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), "during the build") {
 				t.Errorf("error does not say what happened: %v", err)
+			}
+			if strings.Count(err.Error(), testStorePath) != 2 {
+				t.Errorf("error names the store path %d times, want 2 (its own name and the host path): %v", strings.Count(err.Error(), testStorePath), err)
 			}
 		})
 	}
