@@ -294,6 +294,9 @@ func build(ctx context.Context, o Options, worstCase bool) (res *Result, err err
 		}
 		base := done
 		if err := r.Debugfs(ctx, image, lines, func(n int) { progress(base + n) }); err != nil {
+			if changed := t.CheckUnchanged(); changed != nil {
+				return nil, changed // the cause, with the file's path
+			}
 			return nil, imageSpace(hostSpace(err, dir), need, geo)
 		}
 		done += len(lines)
