@@ -141,6 +141,9 @@ func fitSize(ctx context.Context, r *e2fs.Runner, work string, o *Options, need 
 				next = lo + 16
 			}
 		}
+		if next < minBlocks {
+			next = minBlocks // mke2fs makes no journal below
+		}
 		if best != nil && best.Blocks-lo <= 1 || next == size {
 			break
 		}
