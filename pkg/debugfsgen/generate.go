@@ -233,6 +233,10 @@ func (g *gen) dir(n *plan.Node) {
 			g.cmd("cd", "..")
 		case plan.File:
 			if c.Primary != nil {
+				// debugfs' ln does not grow a full directory: a
+				// placeholder made and removed leaves room for the name.
+				g.cmd("symlink", c.Name, "x")
+				g.cmd("rm", ref(c.Name))
 				g.cmd("ln", c.Primary.Path(), c.Name)
 				continue
 			}
