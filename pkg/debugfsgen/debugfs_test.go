@@ -248,3 +248,65 @@ func parseListings(t *testing.T, out, cmds []string) []map[string]lsEntry {
 	}
 	return res
 }
+
+// TestHardLinksIntoFullDirectory: under Optimise, a file equal to an
+// earlier one becomes a hard link; debugfs' ln does not grow a directory
+// whose blocks are full, so the script must make room first. A directory
+// of 300 identical files (several blocks, not staged) is built whole.
+func TestHardLinksIntoFullDirectory(t *testing.T) {
+	mke2fs := testutil.RequireTool(t, "mke2fs")
+	debugfs := testutil.RequireTool(t, "debugfs")
+	tree, err := storeTree(t.TempDir(), "0123456789abcdfghijklmnpqrsvwxyz-dups", func(dir string) error {
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			return err
+		}
+		for i := 0; i < 300; i++ {
+			name := fmt.Sprintf("file-%03d-%s", i, strings.Repeat("x", 30))
+			if err := os.WriteFile(filepath.Join(dir, name), []byte("same"), 0o444); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, plan.Options{StageBytes: -1, Optimise: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Generate(tree, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	image := filepath.Join(t.TempDir(), "image")
+	if err := os.WriteFile(image, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(image, 64<<20); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(mke2fs, "-q", "-F", "-t", "ext4", "-b", "4096", "-O", "^metadata_csum", image).CombinedOutput(); err != nil {
+		t.Fatalf("mke2fs: %v: %s", err, out)
+	}
+	lines := s.Phases[0]
+	next := 0
+	for _, o := range debugfsRun(t, debugfs, image, true, lines) {
+		switch {
+		case next < len(lines) && o == "debugfs: "+lines[next]:
+			next++
+		case next > 0 && strings.HasPrefix(o, "Allocated inode: ") && strings.HasPrefix(lines[next-1], "write "):
+		case next > 0 && o == "" && strings.HasPrefix(lines[next-1], "rm "):
+		default:
+			t.Fatalf("after line %d %q: %q", next, lines[next-1], o)
+		}
+	}
+	dir := tree.Store.Children[0]
+	ls := []string{"ls -p " + dir.Path()}
+	listing := parseListings(t, debugfsRun(t, debugfs, image, false, ls), ls)[0]
+	ino := listing[dir.Children[0].Name].ino
+	for _, c := range dir.Children {
+		if e, ok := listing[c.Name]; !ok || e.ino != ino {
+			t.Errorf("%s: %+v, want a link to inode %s", c.Name, e, ino)
+		}
+	}
+	if len(listing) != len(dir.Children)+2 {
+		t.Errorf("the directory holds %d entries, want %d", len(listing)-2, len(dir.Children))
+	}
+}
