@@ -565,26 +565,35 @@ func TestSignals(t *testing.T) {
 	}
 	bin := buildBinary(t)
 	s := signalStore(t)
+	// A tool that hangs, deaf to SIGINT and SIGTERM, with a child: only
+	// ending its whole process group ends it.
+	stuck := func(tool string) string {
+		return fakeTool(t, tool, "case \"$1\" in -V) exec "+realTool(t, tool)+" \"$@\";; esac\ntrap '' INT TERM\nsleep 60 &\nwait\n")
+	}
 	for _, tc := range []struct {
 		name  string
 		sig   syscall.Signal
 		after string // the stderr line (prefix) to send the signal at; "" after delay
 		nth   int
 		delay time.Duration
+		flags []string
 	}{
-		{"walking", syscall.SIGTERM, "", 0, 30 * time.Millisecond},
-		{"hashing and sizing", syscall.SIGINT, "closure:", 1, 0},
-		{"in a trial mkfs", syscall.SIGTERM, "+ mke2fs", 2, 0},
-		{"before mkfs", syscall.SIGINT, "plan:", 1, 0},
-		{"populating", syscall.SIGTERM, "+ debugfs", 1, 100 * time.Millisecond},
-		{"indexing between the phases", syscall.SIGINT, "+ e2fsck", 1, 0},
-		{"populating staged directories", syscall.SIGTERM, "+ debugfs", 2, 50 * time.Millisecond},
-		{"adding checksums", syscall.SIGINT, "+ tune2fs", 1, 0},
+		{"walking", syscall.SIGTERM, "", 0, 30 * time.Millisecond, nil},
+		{"hashing and sizing", syscall.SIGINT, "closure:", 1, 0, nil},
+		{"in a trial mkfs", syscall.SIGTERM, "+ mke2fs", 2, 0, nil},
+		{"before mkfs", syscall.SIGINT, "plan:", 1, 0, nil},
+		{"populating", syscall.SIGTERM, "+ debugfs", 1, 100 * time.Millisecond, nil},
+		{"indexing between the phases", syscall.SIGINT, "+ e2fsck", 1, 0, nil},
+		{"populating staged directories", syscall.SIGTERM, "+ debugfs", 2, 50 * time.Millisecond, nil},
+		{"adding checksums", syscall.SIGINT, "+ tune2fs", 1, 0, nil},
+		{"mke2fs stuck", syscall.SIGTERM, "+ mke2fs", 1, 100 * time.Millisecond, []string{"--mke2fs", stuck("mke2fs")}},
+		{"e2fsck stuck", syscall.SIGINT, "+ e2fsck", 1, 100 * time.Millisecond, []string{"--e2fsck", stuck("e2fsck")}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			outDir := t.TempDir()
 			out := filepath.Join(outDir, "img")
-			cmd := exec.Command(bin, "build", "-v", "--root", s.Root, "--output", out, s.Graph)
+			args := append([]string{"build", "-v", "--root", s.Root, "--output", out}, tc.flags...)
+			cmd := exec.Command(bin, append(args, s.Graph)...)
 			cmd.Env = []string{"PATH=" + os.Getenv("PATH") + ":/usr/sbin:/sbin"}
 			stderrPipe, err := cmd.StderrPipe()
 			if err != nil {
