@@ -116,7 +116,11 @@ func (t *Tools) E2fsprogsVersion(ctx context.Context) (Version, error) {
 			return Version{}, ctx.Err()
 		}
 		if err != nil {
-			return Version{}, fmt.Errorf("%s cannot run %s -V: %w: %s", t.Faketime, t.Mke2fs, err, firstLine(out))
+			msg := fmt.Errorf("%s cannot run %s -V: %w", t.Faketime, t.Mke2fs, err)
+			if line := firstLine(out); line != "" {
+				msg = fmt.Errorf("%w: %s", msg, line)
+			}
+			return Version{}, msg
 		}
 		if !versionRE.Match(out) {
 			return Version{}, fmt.Errorf("%s cannot run %s -V: no version in %q", t.Faketime, t.Mke2fs, firstLine(out))
