@@ -101,7 +101,7 @@ func (c *Closure) Hash(ctx context.Context, opts HashOptions) error {
 			defer wg.Done()
 			h := newNarHasher()
 			for i := range jobs {
-				err := c.hashOne(ctx, h, root, &c.Paths[i])
+				err := c.hashSafely(ctx, h, root, &c.Paths[i])
 				if p := &c.Paths[i]; err != nil && opts.Unverifiable != nil && errors.Is(err, errDotDotName) && p.NarHash != "" && p.NarSize != 0 {
 					opts.Unverifiable(p.Path, err)
 					continue
@@ -129,6 +129,17 @@ feed:
 		return fmt.Errorf("hashing store paths: %w", err)
 	}
 	return nil
+}
+
+// hashSafely is hashOne with a bug turned into an error: a panic in a
+// worker goroutine would end the program, past the command's recovery.
+func (c *Closure) hashSafely(ctx context.Context, h *narHasher, root string, p *Path) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%s: internal error while hashing it (please report it): %v", p.Path, r)
+		}
+	}()
+	return c.hashOne(ctx, h, root, p)
 }
 
 func (c *Closure) hashOne(ctx context.Context, h *narHasher, root string, p *Path) error {

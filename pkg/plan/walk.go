@@ -297,7 +297,7 @@ func (w *walker) scan() error {
 			defer wg.Done()
 			buf := make([]byte, 1<<20)
 			for n := range jobs {
-				if err := scanFile(n, buf, w.opts.Optimise); err != nil {
+				if err := scanSafely(n, buf, w.opts.Optimise); err != nil {
 					mu.Lock()
 					if firstErr == nil {
 						firstErr = err
@@ -323,6 +323,17 @@ func (w *walker) scan() error {
 		return firstErr
 	}
 	return w.ctx.Err()
+}
+
+// scanSafely is scanFile with a bug turned into an error: a panic in a
+// worker goroutine would end the program, past the command's recovery.
+func scanSafely(n *Node, buf []byte, hash bool) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%s: internal error while reading it (please report it): %v", n.Host, r)
+		}
+	}()
+	return scanFile(n, buf, hash)
 }
 
 var zeroBlock [BlockSize]byte
