@@ -62,7 +62,7 @@ func (f *buildFlags) register(fs *flag.FlagSet, withOutput bool) {
 	fs.StringVar(&f.tools.E2fsck, "e2fsck", "", "e2fsck to run (default: from PATH)")
 	fs.StringVar(&f.tools.Tune2fs, "tune2fs", "", "tune2fs to run (default: from PATH)")
 	fs.StringVar(&f.tools.Resize2fs, "resize2fs", "", "resize2fs to run (default: from PATH)")
-	fs.StringVar(&f.tools.Faketime, "faketime", "", "libfaketime's faketime to run (default: from PATH)")
+	fs.StringVar(&f.tools.Libfaketime, "libfaketime", "", "the libfaketime.so.1 to preload into the tools (default: beside faketime on PATH, or in /usr/lib)")
 }
 
 var uuidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)

@@ -154,7 +154,6 @@ func (r *Runner) Debugfs(ctx context.Context, image string, lines []string, prog
 		next     int // index of the next command to be echoed
 		firstErr *DebugfsError
 		other    []string
-		caught   string // faketime's word that debugfs died of a signal
 	)
 	report := func(msg string) {
 		if firstErr != nil {
@@ -181,8 +180,6 @@ func (r *Runner) Debugfs(ctx context.Context, image string, lines []string, prog
 		case next > 0 && allocatedRE.MatchString(line) && strings.HasPrefix(lines[next-1], "write "):
 		case next > 0 && line == "" && (strings.HasPrefix(lines[next-1], "rmdir ") || strings.HasPrefix(lines[next-1], "rm ")):
 			// kill_file_by_inode ends its (empty) report with a newline.
-		case caughtRE.MatchString(line) && caught == "":
-			caught = line
 		default:
 			report(line)
 		}
@@ -195,12 +192,6 @@ func (r *Runner) Debugfs(ctx context.Context, image string, lines []string, prog
 		return ctx.Err()
 	}
 	argv := []string{"debugfs", "-w", "-f", "-", image}
-	if caught != "" {
-		if waitErr != nil {
-			return &ToolError{Argv: argv, Err: fmt.Errorf("%w after %d of %d commands", killedBy(caught), next, len(lines))}
-		}
-		report(caught)
-	}
 	if firstErr != nil {
 		return firstErr
 	}
@@ -208,7 +199,7 @@ func (r *Runner) Debugfs(ctx context.Context, image string, lines []string, prog
 		return &ToolError{Argv: argv, Err: errors.New("failed"), Output: strings.Join(other, "\n")}
 	}
 	if waitErr != nil {
-		return &ToolError{Argv: argv, Err: fmt.Errorf("%w after %d of %d commands", waitErr, next, len(lines))}
+		return &ToolError{Argv: argv, Err: fmt.Errorf("%w after %d of %d commands", exitReason(waitErr), next, len(lines))}
 	}
 	if scanErr != nil {
 		return fmt.Errorf("reading debugfs output: %w", scanErr)
@@ -220,15 +211,6 @@ func (r *Runner) Debugfs(ctx context.Context, image string, lines []string, prog
 		progress(next)
 	}
 	return nil
-}
-
-// caughtRE is what faketime prints (and then exits 1) when the tool it
-// runs is ended by a signal: "Caught Killed", "Caught Terminated".
-var caughtRE = regexp.MustCompile(`^Caught [A-Z][a-z]+( [a-z]+)*$`)
-
-// killedBy words faketime's report of a signal as an error.
-func killedBy(caught string) error {
-	return fmt.Errorf("ended by a signal (faketime reports %q)", caught)
 }
 
 // e2fsckQuiet are the lines e2fsck prints on a clean run.

@@ -114,7 +114,7 @@ func TestDebugfsEndsEarly(t *testing.T) {
 		name, body, want string
 	}{
 		{"stops after two commands", "head -n 2 | sed 's/^/debugfs: /'\n", "ran 2 of 4 commands"},
-		{"killed after two commands", "head -n 2 | sed 's/^/debugfs: /'\nkill -9 $$\n", "ended by a signal (faketime reports \"Caught Killed\") after 2 of 4 commands"},
+		{"killed after two commands", "head -n 2 | sed 's/^/debugfs: /'\nkill -9 $$\n", "ended by a signal (killed) after 2 of 4 commands"},
 		{"exits 1 after all", "sed 's/^/debugfs: /'\nexit 1\n", "exit status 1"},
 		// debugfs gets three commands, then waits for more and is killed.
 		{"killed while running", "exec 3<&0\n{ head -n 3 <&3; exec sleep 1 3<&-; } 2>/dev/null | \"" + real + `" "$@" & pid=$!` + "\nsleep 0.3; kill -9 $pid; exec 2>/dev/null; wait $pid\n", "exit status 137 after 3 of 4 commands"},
@@ -159,7 +159,7 @@ func processesIn(dir string) []string {
 }
 
 // TestCancelEndsTools: cancelling the context ends the tool and the
-// process faketime started for it, promptly, whatever the tool does.
+// processes it started, promptly, whatever the tool does.
 func TestCancelEndsTools(t *testing.T) {
 	r := newRunner(t)
 	// A tool that ignores SIGTERM and SIGINT and has a child of its own.
@@ -186,7 +186,7 @@ func TestCancelEndsTools(t *testing.T) {
 				time.Sleep(10 * time.Millisecond)
 			}
 			if n := len(processesIn(rr.ConfigDir)); n < 3 {
-				t.Fatalf("%d processes started, want faketime, the tool and its child", n)
+				t.Fatalf("%d processes started, want the tool and its two children", n)
 			}
 			start := time.Now()
 			cancel()
@@ -291,21 +291,41 @@ func TestE2fsprogsVersion(t *testing.T) {
 // package to install, or, given as a path, with the path.
 func TestResolveNamesTheTool(t *testing.T) {
 	t.Setenv("PATH", t.TempDir())
-	missing := filepath.Join(t.TempDir(), "no-faketime")
-	tools := Tools{Mke2fs: "/bin/true", Debugfs: "/bin/true", E2fsck: "/bin/true", Tune2fs: "/bin/true", Resize2fs: "/bin/true", Faketime: missing}
+	missing := filepath.Join(t.TempDir(), "no-libfaketime.so.1")
+	tools := Tools{Mke2fs: "/bin/true", Debugfs: "/bin/true", E2fsck: "/bin/true", Tune2fs: "/bin/true", Resize2fs: "/bin/true", Libfaketime: missing}
 	if err := tools.Resolve(); err == nil || !strings.Contains(err.Error(), missing) {
-		t.Errorf("missing faketime given as a path: %v", err)
+		t.Errorf("missing libfaketime given as a path: %v", err)
 	}
-	tools.Faketime = ""
-	err := tools.Resolve()
-	if err == nil || !strings.Contains(err.Error(), "faketime not found") || !strings.Contains(err.Error(), "libfaketime") {
-		t.Errorf("faketime not on PATH: %v", err)
+	noTool := filepath.Join(t.TempDir(), "no-resize2fs")
+	tools = Tools{Mke2fs: "/bin/true", Debugfs: "/bin/true", E2fsck: "/bin/true", Tune2fs: "/bin/true", Resize2fs: noTool}
+	if err := tools.Resolve(); err == nil || !strings.Contains(err.Error(), noTool) {
+		t.Errorf("missing resize2fs given as a path: %v", err)
 	}
 }
 
-// TestKilledTools: a tool killed by a signal is an error that says so,
-// also where its exit status (faketime's 1) would pass for e2fsck's
-// "errors corrected".
+// TestFindLibfaketime: the library is found beside the faketime program
+// of a Nix-style installation (PREFIX/bin, PREFIX/lib).
+func TestFindLibfaketime(t *testing.T) {
+	prefix := t.TempDir()
+	for _, d := range []string{"bin", "lib"} {
+		if err := os.Mkdir(filepath.Join(prefix, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(prefix, "bin", "faketime"), []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	lib := filepath.Join(prefix, "lib", "libfaketime.so.1")
+	if err := os.WriteFile(lib, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", filepath.Join(prefix, "bin"))
+	if got, err := FindLibfaketime(); err != nil || got != lib {
+		t.Errorf("FindLibfaketime() = %q, %v; want %q", got, err, lib)
+	}
+}
+
+// TestKilledTools: a tool killed by a signal is an error that says so.
 func TestKilledTools(t *testing.T) {
 	r := newRunner(t)
 	killed := script(t, "kill -9 $$\n")
@@ -318,33 +338,32 @@ func TestKilledTools(t *testing.T) {
 		"resize2fs":   func(r *Runner) error { return r.Shrink(context.Background(), image, 2048) },
 	} {
 		rr := *r
-		rr.Tools = Tools{Mke2fs: killed, Debugfs: killed, E2fsck: killed, Tune2fs: killed, Resize2fs: killed, Faketime: r.Tools.Faketime}
+		rr.Tools = Tools{Mke2fs: killed, Debugfs: killed, E2fsck: killed, Tune2fs: killed, Resize2fs: killed, Libfaketime: r.Tools.Libfaketime}
 		err := run(&rr)
-		if err == nil || !strings.Contains(err.Error(), `ended by a signal (faketime reports "Caught Killed")`) {
+		if err == nil || !strings.Contains(err.Error(), `ended by a signal (killed)`) {
 			t.Errorf("%s killed: %v", name, err)
 		}
 	}
 }
 
-// TestFaketimeChecked: a faketime that cannot run mke2fs is named before
-// anything runs under it, instead of passing for a failing mke2fs.
+// TestFaketimeChecked: a libfaketime the dynamic loader does not preload
+// (it only warns, and the tool would run on the real clock) is an error
+// before anything runs.
 func TestFaketimeChecked(t *testing.T) {
 	mke2fs := script(t, "echo 'mke2fs 1.47.0 (5-Feb-2023)'\n")
-	for _, tc := range []struct{ body, want string }{
-		{"echo 'libfaketime: failed to parse FAKETIME timestamp' >&2; exit 1\n", "exit status 1: libfaketime: failed to parse FAKETIME timestamp"},
-		{"kill -9 $$\n", "signal: killed"},
-		{"exit 0\n", `no version in ""`},
-	} {
-		tools := Tools{Mke2fs: mke2fs, Faketime: script(t, tc.body)}
-		_, err := tools.E2fsprogsVersion(context.Background())
-		if err == nil || !strings.Contains(err.Error(), tools.Faketime+" cannot run "+mke2fs+" -V: "+tc.want) {
-			t.Errorf("faketime %q: %v", tc.body, err)
-		}
+	notALibrary := filepath.Join(t.TempDir(), "libfaketime.so.1")
+	if err := os.WriteFile(notALibrary, []byte("not an ELF file\n"), 0o644); err != nil {
+		t.Fatal(err)
 	}
-	if faketime, err := LookTool("faketime"); err == nil {
-		tools := Tools{Mke2fs: mke2fs, Faketime: faketime}
+	tools := Tools{Mke2fs: mke2fs, Libfaketime: notALibrary}
+	_, err := tools.E2fsprogsVersion(context.Background())
+	if err == nil || !strings.Contains(err.Error(), notALibrary) || !strings.Contains(err.Error(), "cannot be preloaded") {
+		t.Errorf("a file that is no library: %v", err)
+	}
+	if lib, err := FindLibfaketime(); err == nil {
+		tools := Tools{Mke2fs: mke2fs, Libfaketime: lib}
 		if _, err := tools.E2fsprogsVersion(context.Background()); err != nil {
-			t.Errorf("the real faketime: %v", err)
+			t.Errorf("the real libfaketime: %v", err)
 		}
 	}
 }

@@ -20,7 +20,13 @@ import (
 // Tools are the programs the build runs. Empty fields are looked up on
 // PATH (and in /usr/sbin and /sbin, where Debian keeps e2fsprogs).
 type Tools struct {
-	Mke2fs, Debugfs, E2fsck, Tune2fs, Resize2fs, Faketime string
+	Mke2fs, Debugfs, E2fsck, Tune2fs, Resize2fs string
+	// Libfaketime is the libfaketime.so.1 preloaded into every tool;
+	// empty: found beside the faketime program, or where distributions
+	// install it. (The faketime wrapper itself is not used: it keeps a
+	// POSIX semaphore named after its process ID, and one left behind by
+	// a killed wrapper makes a later one with the same ID fail.)
+	Libfaketime string
 }
 
 // Resolve fills in the paths of the tools, or names the one missing.
@@ -35,7 +41,6 @@ func (t *Tools) Resolve() error {
 		{&t.E2fsck, []string{"e2fsck", "fsck.ext4"}, "e2fsprogs"},
 		{&t.Tune2fs, []string{"tune2fs"}, "e2fsprogs"},
 		{&t.Resize2fs, []string{"resize2fs"}, "e2fsprogs"},
-		{&t.Faketime, []string{"faketime"}, "libfaketime (Debian: faketime)"},
 	} {
 		if *x.field != "" {
 			p, err := exec.LookPath(*x.field)
@@ -51,7 +56,47 @@ func (t *Tools) Resolve() error {
 		}
 		*x.field = p
 	}
+	if t.Libfaketime != "" {
+		if st, err := os.Stat(t.Libfaketime); err != nil || !st.Mode().IsRegular() {
+			return fmt.Errorf("libfaketime %s: not a file", t.Libfaketime)
+		}
+		return nil
+	}
+	lib, err := FindLibfaketime()
+	if err != nil {
+		return err
+	}
+	t.Libfaketime = lib
 	return nil
+}
+
+// FindLibfaketime looks for libfaketime.so.1: in the installation the
+// faketime program on PATH belongs to (Nix: PREFIX/lib; Debian:
+// PREFIX/lib/<arch>/faketime), then in the usual library directories.
+func FindLibfaketime() (string, error) {
+	var patterns []string
+	if wrapper, err := exec.LookPath("faketime"); err == nil {
+		if real, err := filepath.EvalSymlinks(wrapper); err == nil {
+			prefix := filepath.Dir(filepath.Dir(real))
+			patterns = append(patterns,
+				filepath.Join(prefix, "lib", "libfaketime.so.1"),
+				filepath.Join(prefix, "lib", "faketime", "libfaketime.so.1"),
+				filepath.Join(prefix, "lib", "*", "faketime", "libfaketime.so.1"),
+				filepath.Join(prefix, "lib64", "faketime", "libfaketime.so.1"))
+		}
+	}
+	patterns = append(patterns,
+		"/usr/lib/*/faketime/libfaketime.so.1", "/usr/lib/faketime/libfaketime.so.1",
+		"/usr/lib64/faketime/libfaketime.so.1", "/usr/local/lib/faketime/libfaketime.so.1")
+	for _, p := range patterns {
+		matches, _ := filepath.Glob(p)
+		for _, m := range matches {
+			if st, err := os.Stat(m); err == nil && st.Mode().IsRegular() {
+				return m, nil
+			}
+		}
+	}
+	return "", errors.New("libfaketime.so.1 not found beside faketime on PATH or in /usr/lib: install libfaketime (Debian: faketime) or give --libfaketime")
 }
 
 // LookTool finds the first of names on PATH or in /usr/sbin and /sbin,
@@ -94,9 +139,9 @@ var versionRE = regexp.MustCompile(`mke2fs (\d+)\.(\d+)(?:\.(\d+))?`)
 // keeps every -E option given in one list.
 var MinVersion = Version{1, 43, 0}
 
-// E2fsprogsVersion asks mke2fs for its version, and, when Faketime is set,
-// checks that faketime runs it: a faketime that fails would otherwise
-// look like a failing mke2fs.
+// E2fsprogsVersion asks mke2fs for its version, and, when Libfaketime is
+// set, checks that it runs with the library preloaded: a library that does
+// not load would otherwise leave the tools on the real clock.
 func (t *Tools) E2fsprogsVersion(ctx context.Context) (Version, error) {
 	cmd := exec.CommandContext(ctx, t.Mke2fs, "-V")
 	cmd.Env = baseEnv()
@@ -108,22 +153,21 @@ func (t *Tools) E2fsprogsVersion(ctx context.Context) (Version, error) {
 		}
 		return Version{}, fmt.Errorf("%s -V: no version in %q", t.Mke2fs, firstLine(out))
 	}
-	if t.Faketime != "" {
-		cmd := exec.CommandContext(ctx, t.Faketime, "-f", FaketimeSpec(0), t.Mke2fs, "-V")
-		cmd.Env = baseEnv()
+	if t.Libfaketime != "" {
+		// The dynamic loader only warns when it cannot preload a library,
+		// and the tool then runs with the real clock: refuse that.
+		cmd := exec.CommandContext(ctx, t.Mke2fs, "-V")
+		cmd.Env = append(baseEnv(), "LD_PRELOAD="+t.Libfaketime, "FAKETIME="+FaketimeSpec(0))
 		out, err := cmd.CombinedOutput()
 		if ctx.Err() != nil {
 			return Version{}, ctx.Err()
 		}
-		if err != nil {
-			msg := fmt.Errorf("%s cannot run %s -V: %w", t.Faketime, t.Mke2fs, err)
-			if line := firstLine(out); line != "" {
-				msg = fmt.Errorf("%w: %s", msg, line)
+		if err != nil || bytes.Contains(out, []byte("ld.so")) || bytes.Contains(out, []byte("libfaketime")) || !versionRE.Match(out) {
+			msg := fmt.Sprintf("%s -V with libfaketime %s preloaded", t.Mke2fs, t.Libfaketime)
+			if err != nil {
+				msg += ": " + err.Error()
 			}
-			return Version{}, msg
-		}
-		if !versionRE.Match(out) {
-			return Version{}, fmt.Errorf("%s cannot run %s -V: no version in %q", t.Faketime, t.Mke2fs, firstLine(out))
+			return Version{}, fmt.Errorf("%s: %s", msg, strings.ReplaceAll(strings.TrimSpace(string(out)), "\n", " | "))
 		}
 	}
 	var v Version
@@ -180,6 +224,8 @@ func FaketimeSpec(t int64) string {
 func (r *Runner) env() []string {
 	env := baseEnv()
 	env = append(env,
+		"LD_PRELOAD="+r.Tools.Libfaketime,
+		"FAKETIME="+FaketimeSpec(r.Time),
 		"E2FSPROGS_FAKE_TIME="+strconv.FormatInt(r.Time, 10),
 		"FAKETIME_DONT_FAKE_MONOTONIC=1",
 		"FAKETIME_NO_CACHE=1",
@@ -189,15 +235,14 @@ func (r *Runner) env() []string {
 	return env
 }
 
-// command makes the command for a tool run under faketime.
+// command makes the command for a tool run with libfaketime preloaded.
 func (r *Runner) command(ctx context.Context, tool string, args ...string) *exec.Cmd {
-	full := append([]string{"-f", FaketimeSpec(r.Time), tool}, args...)
-	cmd := exec.CommandContext(ctx, r.Tools.Faketime, full...)
+	cmd := exec.CommandContext(ctx, tool, args...)
 	cmd.Env = r.env()
 	cmd.Dir = r.ConfigDir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.Cancel = func() error {
-		// End the whole group: faketime's child too.
+		// End the whole group: anything the tool started too.
 		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	}
 	cmd.WaitDelay = 5 * time.Second
@@ -244,14 +289,9 @@ func (r *Runner) run(ctx context.Context, tool string, okCodes []int, args ...st
 			if ctx.Err() != nil {
 				return out.String(), -1, ctx.Err()
 			}
-			return out.String(), -1, &ToolError{Argv: append([]string{filepath.Base(tool)}, args...), Err: err, Output: out.String()}
+			return out.String(), -1, &ToolError{Argv: append([]string{filepath.Base(tool)}, args...), Err: exitReason(err), Output: out.String()}
 		}
 		code = ee.ExitCode()
-		if last := lastLine(out.String()); code == 1 && caughtRE.MatchString(last) {
-			// faketime exits 1 when its child was killed, which e2fsck
-			// -y would pass for "errors corrected".
-			return out.String(), code, &ToolError{Argv: append([]string{filepath.Base(tool)}, args...), Err: killedBy(last), Output: strings.TrimSuffix(strings.TrimSpace(out.String()), last)}
-		}
 		ok := false
 		for _, c := range okCodes {
 			ok = ok || c == code
@@ -261,6 +301,18 @@ func (r *Runner) run(ctx context.Context, tool string, okCodes []int, args ...st
 		}
 	}
 	return out.String(), code, nil
+}
+
+// exitReason words how a tool ended: "ended by a signal (killed)" for one
+// killed by a signal, else the error as it is.
+func exitReason(err error) error {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return fmt.Errorf("ended by a signal (%v)", ws.Signal())
+		}
+	}
+	return err
 }
 
 // scanLines calls fn for every line of r.
