@@ -187,6 +187,11 @@ func build(ctx context.Context, o Options, worstCase bool) (res *Result, err err
 	if err := o.Tools.Resolve(); err != nil {
 		return nil, err
 	}
+	if o.Verbose != nil {
+		t := o.Tools
+		fmt.Fprintf(o.Verbose, "tools: mke2fs %s, debugfs %s, e2fsck %s, tune2fs %s, resize2fs %s, libfaketime %s\n",
+			t.Mke2fs, t.Debugfs, t.E2fsck, t.Tune2fs, t.Resize2fs, t.Libfaketime)
+	}
 	version, err := o.Tools.E2fsprogsVersion(ctx)
 	if err != nil {
 		return nil, err

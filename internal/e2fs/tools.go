@@ -76,8 +76,11 @@ func (t *Tools) Resolve() error {
 func FindLibfaketime() (string, error) {
 	var patterns []string
 	if wrapper, err := exec.LookPath("faketime"); err == nil {
+		prefixes := []string{filepath.Dir(filepath.Dir(wrapper))}
 		if real, err := filepath.EvalSymlinks(wrapper); err == nil {
-			prefix := filepath.Dir(filepath.Dir(real))
+			prefixes = append(prefixes, filepath.Dir(filepath.Dir(real)))
+		}
+		for _, prefix := range prefixes {
 			patterns = append(patterns,
 				filepath.Join(prefix, "lib", "libfaketime.so.1"),
 				filepath.Join(prefix, "lib", "faketime", "libfaketime.so.1"),

@@ -180,33 +180,49 @@ func TestMakeExt4FsWithStandIn(t *testing.T) {
 		}
 	})
 
-	t.Run("wrapper finds e2fsprogs and faketime without PATH", func(t *testing.T) {
+	t.Run("wrapper finds e2fsprogs and libfaketime without PATH", func(t *testing.T) {
 		pkg := got["mkext4fs"]
 		fx := nixtest.BuildFixture(t, n)
 		for _, tc := range []struct {
 			name    string
 			program string
-			wantOK  bool
+			wantNix bool
 		}{
 			{"wrapped", filepath.Join(pkg, "bin", "mkext4fs"), true},
 			// The control: the same binary without the wrapper must not
-			// find its tools, or this test shows nothing.
+			// use tools from the store (it fails, or falls back on the
+			// host's /usr/sbin and /usr/lib), or this test shows nothing.
 			{"unwrapped", filepath.Join(pkg, "bin", ".mkext4fs-wrapped"), false},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				img := filepath.Join(t.TempDir(), "img")
-				cmd := exec.Command(tc.program, append([]string{"build", "--output", img}, fx.TextGraphs...)...)
+				cmd := exec.Command(tc.program, append([]string{"build", "-v", "--output", img}, fx.TextGraphs...)...)
 				cmd.Env = []string{"PATH=/var/empty", "HOME=/var/empty"}
 				msg, err := cmd.CombinedOutput()
-				if tc.wantOK && err != nil {
-					t.Fatalf("%s build with PATH=/var/empty: %v\n%s", tc.program, err, msg)
+				var tools string
+				for _, l := range strings.Split(string(msg), "\n") {
+					if strings.HasPrefix(l, "tools: ") {
+						tools = l
+					}
 				}
-				if !tc.wantOK && err == nil {
-					t.Fatalf("%s build with PATH=/var/empty succeeded: it finds its tools without the wrapper", tc.program)
+				fromStore := tools != "" && strings.Count(tools, " /nix/store/") == 6
+				switch {
+				case tc.wantNix && (err != nil || !fromStore):
+					t.Fatalf("%s build with PATH=/var/empty: %v; %q\n%s", tc.program, err, tools, lastLines(msg))
+				case !tc.wantNix && err == nil && fromStore:
+					t.Fatalf("%s build with PATH=/var/empty used store tools without the wrapper: %q", tc.program, tools)
 				}
 			})
 		}
 	})
+}
+
+func lastLines(b []byte) string {
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) > 5 {
+		lines = lines[len(lines)-5:]
+	}
+	return strings.Join(lines, "\n")
 }
 
 // TestCheckImageRejectsTampering builds check-image.nix on copies of the

@@ -228,8 +228,20 @@ let
       "fsck.ext4"
       "dumpe2fs"
       "tune2fs"
+      "resize2fs"
     ];
-    libfaketime = hostTools "libfaketime" [ "faketime" ];
+    # Laid out as nixpkgs' libfaketime: bin/faketime and lib/libfaketime.so.1.
+    libfaketime = runCommand "libfaketime" { } ''
+      mkdir -p "$out/bin" "$out/lib"
+      ln -s "$(command -v faketime)" "$out/bin/faketime"
+      for lib in /usr/lib/*/faketime/libfaketime.so.1 /usr/lib/faketime/libfaketime.so.1; do
+        if [ -e "$lib" ]; then
+          ln -s "$lib" "$out/lib/libfaketime.so.1"
+          break
+        fi
+      done
+      test -e "$out/lib/libfaketime.so.1"
+    '';
     zstd = hostTools "zstd" [ "zstd" ];
     nix = hostTools "nix" [
       "nix-store"
