@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"sort"
 	"strconv"
 	"strings"
@@ -206,6 +207,13 @@ func runBuild(ctx context.Context, env *Env, args []string) error {
 	if st, err := os.Stat(filepath.Dir(f.output)); err != nil || !st.IsDir() {
 		return fmt.Errorf("--output %s: directory %s does not exist", f.output, filepath.Dir(f.output))
 	}
+	if os.Getenv("GOGC") == "" && os.Getenv("GOMEMLIMIT") == "" {
+		// The plan and the script of a 100k-inode closure take about 70
+		// MiB; by default the collector lets the heap grow to twice what
+		// is live. Collect earlier, and harder near the limit.
+		debug.SetGCPercent(50)
+		debug.SetMemoryLimit(memoryLimit)
+	}
 	res, err := build.Build(ctx, o)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -218,6 +226,9 @@ func runBuild(ctx context.Context, env *Env, args []string) error {
 	}
 	return nil
 }
+
+// memoryLimit is the soft limit of the Go heap during a build.
+const memoryLimit = 150 << 20
 
 func runScript(ctx context.Context, env *Env, args []string) error {
 	var f buildFlags
