@@ -248,9 +248,9 @@ var methodNames = map[string]string{
 	"A": "(a') `mkext4fs build` on `.attrs.json`, `--no-verify-hashes`",
 	"b": "(b) `mkfs.ext4 -d` straight on the tree",
 	"c": "(c) nixpkgs `make-ext4-fs.nix`: `cp -a`, `mkfs.ext4 -d`, `fsck`, `resize2fs -M`, +16 MiB",
-	"d": "(d) 2015 seed: `find | while read` into one `debugfs` (names quoted)",
+	"d": "(d) 2015 seed: `find \\| while read` into one `debugfs` (names quoted)",
 	"e": "(e) `cp -a` of the tree (the floor)",
-	"r": "(r) reading the tree (`tar | cat`)",
+	"r": "(r) reading the tree (`tar \\| cat`)",
 }
 
 var methodOrder = []string{"a", "A", "b", "c", "d", "e", "r"}
@@ -476,7 +476,7 @@ func run(dir string, w io.Writer) error {
 	flatAdds := math.NaN()
 	if ls := labels("flat"); len(ls) > 0 {
 		ms := seriesMethods("flat")
-		fmt.Fprintf(w, "\nOne directory of N entries (one store path, `-flat N`; median of %s runs): wall seconds, and what the directory adds over N = 0.\n\n", machine["series_runs"])
+		fmt.Fprintf(w, "\nOne directory of N entries (one store path, `-flat N`; (a) median of %s runs, the others one run): wall seconds, and what the directory adds over N = 0.\n\n", machine["series_runs"])
 		fmt.Fprintf(w, "| entries |")
 		for _, m := range ms {
 			fmt.Fprintf(w, " (%s) wall s | (%s) adds s |", m, m)
