@@ -185,6 +185,8 @@ var jsonBad = []badCase{
 	{"narHash too short", `{"g": [` + jsonEntry(pA, "sha256:abc", "120") + `]}`, Options{}, `narHash "sha256:abc": unknown encoding`},
 	{"narHash outside nix-base32", `{"g": [` + jsonEntry(pA, "sha256:"+strings.Repeat("e", 52), "120") + `]}`, Options{}, `narHash "sha256:` + strings.Repeat("e", 52) + `"`},
 	{"narHash with base32 padding bits", `{"g": [` + jsonEntry(pA, "sha256:z"+strings.Repeat("0", 51), "120") + `]}`, Options{}, "non-zero padding"},
+	{"SRI narHash of 33 bytes", `{"g": [` + jsonEntry(pA, "sha256-"+strings.Repeat("A", 44), "120") + `]}`, Options{}, "33 bytes, want 32"},
+	{"SRI narHash of 31 bytes", `{"g": [` + jsonEntry(pA, "sha256-"+strings.Repeat("A", 40)+"AA==", "120") + `]}`, Options{}, "31 bytes, want 32"},
 	{"narHash of the wrong type", `{"g": [{"path": "` + pA + `", "narHash": 1, "narSize": 1, "references": []}]}`, Options{}, `field "narHash": json: cannot unmarshal number`},
 	{"bad path", `{"g": [` + jsonEntry("/tmp/x", "", "") + `]}`, Options{}, `g:1: g[0]: invalid store path "/tmp/x": not under the store directory /nix/store`},
 	{"bad reference", `{"g": [` + jsonEntry(pA, "", "", "/nix/store/x") + `]}`, Options{}, pA + `: reference: invalid store path "/nix/store/x"`},

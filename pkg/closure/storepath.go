@@ -1,6 +1,7 @@
 package closure
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"regexp"
 	"strings"
@@ -61,6 +62,10 @@ func normalizeNarHash(s string) (string, error) {
 	h, err := nixhash.ParseAny(s, nil)
 	if err != nil {
 		return "", fmt.Errorf("narHash %q: %w", s, err)
+	}
+	// nixhash accepts a base64 digest of any length.
+	if n := len(h.Digest()); n != sha256.Size {
+		return "", fmt.Errorf("narHash %q: %d bytes, want %d", s, n, sha256.Size)
 	}
 	return formatNarHash(h.Digest()), nil
 }
