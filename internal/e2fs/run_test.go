@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -365,5 +368,44 @@ func TestFaketimeChecked(t *testing.T) {
 		if _, err := tools.E2fsprogsVersion(context.Background()); err != nil {
 			t.Errorf("the real libfaketime: %v", err)
 		}
+	}
+}
+
+// TestChildOutlivesStartingThread: a tool started from a goroutine whose
+// thread then ends (a goroutine that exits locked to its thread, as
+// internal/sched's do) keeps running: Pdeathsig follows the thread that
+// started the child, so children start from a thread that never ends.
+func TestChildOutlivesStartingThread(t *testing.T) {
+	r := &Runner{ConfigDir: t.TempDir()}
+	var cmd *exec.Cmd
+	for cmd == nil {
+		started := make(chan *exec.Cmd, 1)
+		go func() {
+			runtime.LockOSThread()
+			if syscall.Gettid() == syscall.Getpid() {
+				// Go keeps the main thread: try on another.
+				runtime.UnlockOSThread()
+				started <- nil
+				return
+			}
+			c := r.command(context.Background(), "/bin/sleep", "30")
+			if err := start(c); err != nil {
+				t.Error(err)
+				c = &exec.Cmd{}
+			}
+			started <- c // and the thread ends
+		}()
+		cmd = <-started
+	}
+	if cmd.Process == nil {
+		return
+	}
+	defer cmd.Process.Kill()
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	select {
+	case err := <-waited:
+		t.Fatalf("the tool ended with the thread that started it: %v", err)
+	case <-time.After(500 * time.Millisecond):
 	}
 }

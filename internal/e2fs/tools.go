@@ -11,8 +11,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -250,6 +252,36 @@ func (r *Runner) command(ctx context.Context, tool string, args ...string) *exec
 	return cmd
 }
 
+// start starts a command made by Runner.command. Its Pdeathsig is sent
+// when the thread that started the child ends, not the process, and Go
+// ends a thread whose goroutine exits locked to it (as internal/sched's
+// do): so every child is started from one thread that lives as long as
+// the program.
+func start(cmd *exec.Cmd) error {
+	spawnOnce.Do(func() {
+		spawn = make(chan spawnRequest)
+		go func() {
+			runtime.LockOSThread() // and never unlocked
+			for req := range spawn {
+				req.done <- req.cmd.Start()
+			}
+		}()
+	})
+	done := make(chan error, 1)
+	spawn <- spawnRequest{cmd, done}
+	return <-done
+}
+
+type spawnRequest struct {
+	cmd  *exec.Cmd
+	done chan<- error
+}
+
+var (
+	spawnOnce sync.Once
+	spawn     chan spawnRequest
+)
+
 // ToolError is a tool that failed: its command line, how it ended and what
 // it printed.
 type ToolError struct {
@@ -279,7 +311,10 @@ func (r *Runner) run(ctx context.Context, tool string, okCodes []int, args ...st
 	var out bytes.Buffer
 	cmd.Stdout = &out
 	cmd.Stderr = &out
-	err := cmd.Run()
+	err := start(cmd)
+	if err == nil {
+		err = cmd.Wait()
+	}
 	code := 0
 	if err != nil {
 		var ee *exec.ExitError
