@@ -72,6 +72,13 @@ type Options struct {
 	Verbose io.Writer
 	// StageBytes overrides plan.DefaultStageBytes (tests).
 	StageBytes int64
+	// BulkBlocks: files of at least this many blocks are copied into the
+	// image by the tool (see DefaultBulkBlocks); Build takes 0 for
+	// DefaultBulkBlocks and a negative number for never. Prepare copies
+	// none, as a script alone must make the image.
+	BulkBlocks int64
+	// emptyDir holds the empty files bulk files are made from.
+	emptyDir string
 	// ToolVersion goes into the report.
 	ToolVersion string
 	// LiveProgress draws a progress bar in place (for a terminal).
@@ -118,6 +125,13 @@ func Prepare(ctx context.Context, o *Options) (*Prepared, error) {
 	if err != nil {
 		return nil, err
 	}
+	var (
+		bulk  int64
+		empty func(uint32) (string, error)
+	)
+	if o.emptyDir != "" && o.BulkBlocks > 0 {
+		bulk, empty = o.BulkBlocks, (&emptyFiles{dir: o.emptyDir}).get
+	}
 	t, err := plan.Walk(ctx, plan.Options{
 		Root:       o.Root,
 		StoreDir:   c.StoreDir,
@@ -127,6 +141,7 @@ func Prepare(ctx context.Context, o *Options) (*Prepared, error) {
 		GID:        o.GID,
 		Optimise:   o.Optimise,
 		StageBytes: o.StageBytes,
+		BulkBlocks: bulk,
 	})
 	if err != nil {
 		return nil, err
@@ -135,7 +150,7 @@ func Prepare(ctx context.Context, o *Options) (*Prepared, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--registration-path: %w", err)
 	}
-	s, err := debugfsgen.Generate(t, debugfsgen.Options{})
+	s, err := debugfsgen.Generate(t, debugfsgen.Options{Empty: empty})
 	if err != nil {
 		return nil, err
 	}
@@ -165,6 +180,12 @@ var errImageFull = errors.New("image full")
 // Build makes the image. On any failure, and when ctx is cancelled,
 // nothing is left at Output and the temporary files are removed.
 func Build(ctx context.Context, o Options) (*Result, error) {
+	switch {
+	case o.BulkBlocks == 0:
+		o.BulkBlocks = DefaultBulkBlocks
+	case o.BulkBlocks < 0:
+		o.BulkBlocks = 0
+	}
 	res, err := build(ctx, o, false)
 	if errors.Is(err, errImageFull) {
 		// A staged directory outgrew its estimate while it was built:
@@ -201,6 +222,23 @@ func build(ctx context.Context, o Options, worstCase bool) (res *Result, err err
 	}
 	rep.E2fsprogs = version.String()
 
+	if o.Output, err = filepath.Abs(o.Output); err != nil {
+		return nil, err
+	}
+	dir := filepath.Dir(o.Output)
+	work, err := os.MkdirTemp(dir, ".mkext4fs-")
+	if err != nil {
+		return nil, hostSpace(fmt.Errorf("temporary directory beside --output: %w", err), dir)
+	}
+	cancelHash := func() {}
+	defer func() {
+		cancelHash()
+		if rmErr := os.RemoveAll(work); rmErr != nil && err == nil {
+			err = fmt.Errorf("remove %s: %w", work, rmErr)
+		}
+	}()
+	o.emptyDir = filepath.Join(work, "empty")
+
 	prep, err := Prepare(ctx, &o)
 	if err != nil {
 		return nil, err
@@ -216,11 +254,11 @@ func build(ctx context.Context, o Options, worstCase bool) (res *Result, err err
 
 	// Hash while the image is populated: the registration goes in last.
 	hashDone := make(chan error, 1)
-	hashCtx, cancelHash := context.WithCancel(ctx)
-	defer cancelHash()
+	hashCtx, cancel := context.WithCancel(ctx)
+	cancelHash = cancel
 	var logMu sync.Mutex
 	go func() {
-		hashDone <- c.Hash(hashCtx, closure.HashOptions{Root: o.Root, Verify: !o.NoVerifyHashes,
+		hashDone <- c.Hash(hashCtx, closure.HashOptions{Root: o.Root, Verify: !o.NoVerifyHashes, Background: true,
 			Unverifiable: func(path string, err error) {
 				logMu.Lock()
 				defer logMu.Unlock()
@@ -236,17 +274,6 @@ func build(ctx context.Context, o Options, worstCase bool) (res *Result, err err
 		}
 	}
 
-	dir := filepath.Dir(o.Output)
-	work, err := os.MkdirTemp(dir, ".mkext4fs-")
-	if err != nil {
-		return nil, hostSpace(fmt.Errorf("temporary directory beside --output: %w", err), dir)
-	}
-	defer func() {
-		cancelHash()
-		if rmErr := os.RemoveAll(work); rmErr != nil && err == nil {
-			err = fmt.Errorf("remove %s: %w", work, rmErr)
-		}
-	}()
 	cfg := filepath.Join(work, "config")
 	if err := os.Mkdir(cfg, 0o700); err != nil {
 		return nil, err
@@ -281,6 +308,11 @@ func build(ctx context.Context, o Options, worstCase bool) (res *Result, err err
 	}
 	phase("mkfs")
 
+	copier, err := newBulkCopier(ctx, image, uint64(geo.Blocks))
+	if err != nil {
+		return nil, err
+	}
+	defer copier.close()
 	total := prep.Script.Lines()
 	done := 0
 	progress, endProgress := newProgress(log, total, o.LiveProgress)
@@ -292,17 +324,26 @@ func build(ctx context.Context, o Options, worstCase bool) (res *Result, err err
 			}
 			phase("index")
 		}
+		var first []string
 		if i == 0 {
 			// Directory hashes the same on every build host: mke2fs marks
 			// them signed or unsigned by the host's char type.
-			lines = append([]string{"ssv flags 1"}, lines...)
+			first = []string{"ssv flags 1"}
 		}
 		base := done
-		if err := r.Debugfs(ctx, image, lines, func(n int) { progress(base + n) }); err != nil {
+		script, allocated := copier.script(prep.Script, i, first, lines, func(n int) { progress(base + n) })
+		if err := r.RunDebugfs(ctx, image, script); err != nil {
 			if changed := t.CheckUnchanged(); changed != nil {
 				return nil, changed // the cause, with the file's path
 			}
 			return nil, imageSpace(hostSpace(err, dir), need, geo)
+		}
+		if err := allocated(); err != nil {
+			return nil, err
+		}
+		// The copies end before e2fsck or another debugfs opens the image.
+		if err := copier.wait(); err != nil {
+			return nil, hostSpace(err, dir)
 		}
 		done += len(lines)
 		endProgress()
@@ -331,9 +372,15 @@ func build(ctx context.Context, o Options, worstCase bool) (res *Result, err err
 	if err != nil {
 		return nil, err
 	}
+	// The last phase's bulk files are marked initialised first.
+	late = append(copier.takePending(), late...)
 	if err := r.Debugfs(ctx, image, late, nil); err != nil {
 		return nil, imageSpace(hostSpace(err, dir), need, geo)
 	}
+	if err := copier.close(); err != nil {
+		return nil, err
+	}
+	rep.Bulk.Files, rep.Bulk.Bytes = int64(len(prep.Script.Bulk)), copier.copied
 	// Every source file was read by now: check none changed meanwhile,
 	// while the checksums are added.
 	var (
@@ -428,10 +475,12 @@ func without(list []string, drop ...string) []string {
 	return out
 }
 
+// bigFile returns a file over 2 GiB that debugfs' write copies (bulk
+// files do not go through write).
 func bigFile(t *plan.Tree) *plan.Node {
 	var big *plan.Node
 	t.Walk(func(n *plan.Node) bool {
-		if n.Kind == plan.File && n.Size > 2<<30 && big == nil {
+		if n.Kind == plan.File && !n.Bulk && n.Size > 2<<30 && big == nil {
 			big = n
 		}
 		return big == nil

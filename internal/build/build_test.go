@@ -69,6 +69,7 @@ func mixedStore(t *testing.T) *imagetest.Store {
 		return writeFiles(p, map[string]string{
 			"bin/tool":           "#!/bin/sh\necho tool\n",
 			"lib/libbase.so.1":   strings.Repeat("ELF", 5000),
+			"lib/libbig.so.1":    strings.Repeat("0123456789abcdef", 20000) + "tail",
 			"share/doc/README":   "read me\n",
 			"share/empty":        "",
 			"etc/with space.txt": "a file name with a space\n",
@@ -167,12 +168,29 @@ func writeFiles(root string, files map[string]string) error {
 func TestRoundTrip(t *testing.T) {
 	requireTools(t)
 	s := mixedStore(t)
-	img, res := buildImage(t, s, func(o *Options) { o.StageBytes = 8192 })
+	// Every file through debugfs' write; every non-empty one copied in
+	// bulk; the default split.
+	used := map[int64]int64{}
+	for _, bulk := range []int64{-1, 1, 0} {
+		t.Run(fmt.Sprintf("bulk=%d", bulk), func(t *testing.T) { used[bulk] = testRoundTrip(t, s, bulk) })
+	}
+	// Files with blocks of zeros go through write, which leaves those
+	// out: the images hold the same number of blocks.
+	if used[-1] != used[1] || used[-1] != used[0] {
+		t.Errorf("blocks used: %d through write, %d all in bulk, %d by default", used[-1], used[1], used[0])
+	}
+}
+
+func testRoundTrip(t *testing.T, s *imagetest.Store, bulk int64) (used int64) {
+	img, res := buildImage(t, s, func(o *Options) { o.StageBytes = 8192; o.BulkBlocks = bulk })
 	mnt := imagetest.Mount(t, img)
 	imagetest.CompareImage(t, mnt, s, imagetest.Want{Time: 1})
-	t.Logf("seconds: %v", res.Report.Seconds)
+	t.Logf("seconds: %v, bulk: %+v", res.Report.Seconds, res.Report.Bulk)
 	if res.Report.Inodes.Used == 0 {
 		t.Error("report has no inode counts")
+	}
+	if files := res.Report.Bulk.Files; (bulk < 0) != (files == 0) {
+		t.Errorf("%d files copied in bulk with BulkBlocks %d", files, bulk)
 	}
 
 	// The registration is what nix-store --load-db takes, with hashes Nix
@@ -195,6 +213,7 @@ func TestRoundTrip(t *testing.T) {
 	if err := n.CheckRegistration(t, broken, mnt, s.Paths); err == nil {
 		t.Fatal("nix-store accepted a registration with a wrong hash: the check cannot fail")
 	}
+	return res.Report.Blocks.Used
 }
 
 func TestRealNixClosure(t *testing.T) {

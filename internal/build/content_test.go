@@ -80,9 +80,16 @@ func hostileStore(t *testing.T) *imagetest.Store {
 func TestHostileNames(t *testing.T) {
 	requireTools(t)
 	s := hostileStore(t)
-	img, _ := buildImage(t, s, func(o *Options) { o.StageBytes = 4096 })
-	mnt := imagetest.Mount(t, img)
-	imagetest.CompareImage(t, mnt, s, imagetest.Want{Time: 1})
+	for _, bulk := range []int64{-1, 1} {
+		t.Run(fmt.Sprintf("bulk=%d", bulk), func(t *testing.T) {
+			img, res := buildImage(t, s, func(o *Options) { o.StageBytes = 4096; o.BulkBlocks = bulk })
+			mnt := imagetest.Mount(t, img)
+			imagetest.CompareImage(t, mnt, s, imagetest.Want{Time: 1})
+			if files := res.Report.Bulk.Files; (bulk < 0) != (files == 0) {
+				t.Errorf("%d files copied in bulk with BulkBlocks %d", files, bulk)
+			}
+		})
+	}
 }
 
 // TestNamesDebugfsCannotCarry: a newline or carriage return in a name or

@@ -985,8 +985,9 @@ func TestRandomTrees(t *testing.T) {
 			if rng.Intn(2) == 0 {
 				o.StageBytes = 4096
 			}
-			t.Logf("optimise %v, headroom %d, extra inodes %d, owner %d:%d, features %v, stage bytes %d",
-				o.Optimise, o.Headroom, o.ExtraInodes, o.UID, o.GID, o.Features, o.StageBytes)
+			o.BulkBlocks = []int64{-1, 1, 0}[rng.Intn(3)]
+			t.Logf("optimise %v, headroom %d, extra inodes %d, owner %d:%d, features %v, stage bytes %d, bulk blocks %d",
+				o.Optimise, o.Headroom, o.ExtraInodes, o.UID, o.GID, o.Features, o.StageBytes, o.BulkBlocks)
 			if _, err := Build(context.Background(), o); err != nil {
 				t.Fatalf("build: %v\n%s", err, log.String())
 			}
@@ -999,6 +1000,15 @@ func TestRandomTrees(t *testing.T) {
 			sb, err := e2fs.ReadSuperblock(out)
 			if err != nil {
 				t.Fatal(err)
+			}
+			// The plan the build made: with bulk files, every block of
+			// theirs counts (those of zeros are punched out afterwards).
+			switch {
+			case o.BulkBlocks == 0:
+				o.BulkBlocks = DefaultBulkBlocks
+				fallthrough
+			case o.BulkBlocks > 0:
+				o.emptyDir = t.TempDir()
 			}
 			prep, err := Prepare(context.Background(), &o)
 			if err != nil {

@@ -39,6 +39,12 @@ type Report struct {
 		Used  int64 `json:"used"`
 		Free  int64 `json:"free"`
 	} `json:"inodes"`
+	// Bulk counts the files the tool copied into the image itself, and
+	// their bytes (the rest went through debugfs' write).
+	Bulk struct {
+		Files int64 `json:"files"`
+		Bytes int64 `json:"bytes"`
+	} `json:"bulk"`
 	StorePaths []StorePathReport `json:"store_paths"`
 	// Seconds per phase: plan (closure, walk, script), size, mkfs,
 	// populate (first debugfs), index (e2fsck -fyD), populate_staged

@@ -29,7 +29,7 @@ type buildFlags struct {
 	output, label, uuid, root, files, regPath string
 	owner, headroom, features, profile        string
 	report, compress, storeDir, attrsKey      string
-	timestamp, extraInodes                    int64
+	timestamp, extraInodes, bulkBlocks        int64
 	reserved                                  float64
 	optimise, noVerify, verbose               bool
 	tools                                     e2fs.Tools
@@ -41,6 +41,7 @@ func (f *buildFlags) register(fs *flag.FlagSet, withOutput bool) {
 		fs.StringVar(&f.report, "report", "", "write a JSON build report to this file")
 		fs.StringVar(&f.compress, "compress", "", `compress the image: "zstd"`)
 		fs.BoolVar(&f.verbose, "v", false, "print every command run and every debugfs command")
+		fs.Int64Var(&f.bulkBlocks, "bulk-blocks", build.DefaultBulkBlocks, "copy files of at least this many 4 KiB blocks into the image directly instead of through debugfs' write (0: never)")
 	}
 	fs.StringVar(&f.label, "label", "NIXOS_SD", "volume label (at most 16 bytes)")
 	fs.StringVar(&f.uuid, "uuid", "44444444-4444-4444-8888-888888888888", "filesystem UUID, also the directory hash seed")
@@ -102,6 +103,14 @@ func (f *buildFlags) options(env *Env, graphs []string) (build.Options, error) {
 	}
 	if f.extraInodes < 0 {
 		return o, usagef("--extra-inodes %d is negative", f.extraInodes)
+	}
+	switch {
+	case f.bulkBlocks < 0:
+		return o, usagef("--bulk-blocks %d is negative", f.bulkBlocks)
+	case f.bulkBlocks == 0:
+		o.BulkBlocks = -1
+	default:
+		o.BulkBlocks = f.bulkBlocks
 	}
 	if f.reserved < 0 || f.reserved > 50 {
 		return o, usagef("--reserved-percent %g is outside 0..50", f.reserved)

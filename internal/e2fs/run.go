@@ -110,6 +110,66 @@ var (
 // line it prints. progress, if set, is called with the number of commands
 // done from time to time.
 func (r *Runner) Debugfs(ctx context.Context, image string, lines []string, progress func(done int)) error {
+	return r.RunDebugfs(ctx, image, &DebugfsScript{Lines: lines, Progress: progress})
+}
+
+// DebugfsScript is a script for RunDebugfs, with what to do with the
+// results debugfs reports.
+type DebugfsScript struct {
+	Lines []string
+	// Progress, if set, is called with the number of commands done from
+	// time to time.
+	Progress func(done int)
+	// Inode, if set, receives the inode number each write command (on
+	// line i, 0-based) reports.
+	Inode func(i int, ino uint64)
+	// Extents, if set, receives the leaf extents each "ex -l" command
+	// lists, once they are complete.
+	Extents func(i int, extents []Extent)
+}
+
+var (
+	extentHeaderRE = regexp.MustCompile(`^Level Entries +Logical +Physical Length Flags$`)
+	// A leaf extent: level/depth, entry/entries, logical range, physical
+	// range, length, flags.
+	extentLeafRE = regexp.MustCompile(`^ *(\d+)/ *(\d+) +(\d+)/ *(\d+) +(\d+) - +(\d+) +(\d+) - +(\d+) +(\d+) (Uninit)? *$`)
+	// What goto_block and replace_node print in debugfs' extent mode.
+	extentNodeRE = regexp.MustCompile(`^extent: lblk \d+--\d+, len \d+, pblk \d+, flags: LEAF (UNINIT )?$`)
+)
+
+// Extent maps Len blocks of a file from block Logical on to the image's
+// blocks from Physical on.
+type Extent struct {
+	Logical, Physical, Len uint64
+	// Uninit marks an uninitialised extent, which reads as zeros.
+	Uninit bool
+}
+
+// parseLeafExtent reads one line of "ex -l" output.
+func parseLeafExtent(line string) (Extent, bool) {
+	m := extentLeafRE.FindStringSubmatch(line)
+	if m == nil || m[1] != m[2] {
+		return Extent{}, false
+	}
+	var v [9]uint64
+	for i := range v {
+		x, err := strconv.ParseUint(m[i+1], 10, 64)
+		if err != nil {
+			return Extent{}, false
+		}
+		v[i] = x
+	}
+	e := Extent{Logical: v[4], Physical: v[6], Len: v[8], Uninit: m[10] != ""}
+	if e.Len == 0 || v[5] != e.Logical+e.Len-1 || v[7] != e.Physical+e.Len-1 {
+		return Extent{}, false
+	}
+	return e, true
+}
+
+// RunDebugfs runs the script with debugfs -w on image and checks every
+// line debugfs prints.
+func (r *Runner) RunDebugfs(ctx context.Context, image string, s *DebugfsScript) error {
+	lines, progress := s.Lines, s.Progress
 	cmd := r.command(ctx, r.Tools.Debugfs, "-w", "-f", "-", image)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -122,7 +182,7 @@ func (r *Runner) Debugfs(ctx context.Context, image string, lines []string, prog
 		return err
 	}
 	cmd.Stdout, cmd.Stderr = pw, pw
-	if err := cmd.Start(); err != nil {
+	if err := start(cmd); err != nil {
 		pr.Close()
 		pw.Close()
 		return &ToolError{Argv: []string{"debugfs", "-w", "-f", "-", image}, Err: err}
@@ -166,9 +226,25 @@ func (r *Runner) Debugfs(ctx context.Context, image string, lines []string, prog
 		}
 		firstErr = &DebugfsError{Line: next, Command: lines[next-1], Message: msg}
 	}
+	// The extents of the "ex -l" command being read.
+	var (
+		extents   []Extent
+		inExtents bool
+	)
+	endExtents := func() {
+		if inExtents && s.Extents != nil {
+			s.Extents(next-1, extents)
+		}
+		extents, inExtents = nil, false
+	}
 	scanErr := scanLines(pr, func(line string) error {
+		prev := ""
+		if next > 0 {
+			prev = lines[next-1]
+		}
 		switch {
 		case next < len(lines) && strings.HasPrefix(line, "debugfs: ") && line[len("debugfs: "):] == lines[next]:
+			endExtents()
 			next++
 			if r.Verbose != nil {
 				fmt.Fprintln(r.Verbose, lines[next-1])
@@ -177,7 +253,22 @@ func (r *Runner) Debugfs(ctx context.Context, image string, lines []string, prog
 				progress(next)
 			}
 		case next == 0 && bannerRE.MatchString(line):
-		case next > 0 && allocatedRE.MatchString(line) && strings.HasPrefix(lines[next-1], "write "):
+		case next > 0 && allocatedRE.MatchString(line) && strings.HasPrefix(prev, "write "):
+			if s.Inode != nil {
+				ino, _ := strconv.ParseUint(strings.TrimPrefix(line, "Allocated inode: "), 10, 64)
+				s.Inode(next-1, ino)
+			}
+		case strings.HasPrefix(prev, "ex -l ") && !inExtents && extents == nil && extentHeaderRE.MatchString(line):
+			inExtents = true
+		case strings.HasPrefix(prev, "ex -l ") && inExtents && extentLeafRE.MatchString(line):
+			e, ok := parseLeafExtent(line)
+			if !ok {
+				report(line)
+				break
+			}
+			extents = append(extents, e)
+		case strings.HasPrefix(prev, "goto_block ") && extentNodeRE.MatchString(line):
+		case strings.HasPrefix(prev, "replace_node ") && extentNodeRE.MatchString(line) && !strings.Contains(line, "UNINIT"):
 		case next > 0 && line == "" && (strings.HasPrefix(lines[next-1], "rmdir ") || strings.HasPrefix(lines[next-1], "rm ")):
 			// kill_file_by_inode ends its (empty) report with a newline.
 		default:
@@ -185,6 +276,9 @@ func (r *Runner) Debugfs(ctx context.Context, image string, lines []string, prog
 		}
 		return nil
 	})
+	if firstErr == nil {
+		endExtents()
+	}
 	pr.Close()
 	werr := <-writeErr
 	waitErr := cmd.Wait()

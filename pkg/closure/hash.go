@@ -17,6 +17,8 @@ import (
 	"syscall"
 
 	"github.com/nix-community/go-nix/pkg/nar"
+
+	"github.com/mkext4fs/mkext4fs/internal/sched"
 )
 
 // HashOptions say where Hash finds the files and what it checks.
@@ -27,6 +29,9 @@ type HashOptions struct {
 	// Verify hashes the paths whose hash the graph carries as well, and
 	// fails when the files disagree with it.
 	Verify bool
+	// Background hashes at a lower priority (see internal/sched), for
+	// hashing alongside work that should go first.
+	Background bool
 	// Workers bounds how many store paths are hashed at once; 0 means
 	// GOMAXPROCS.
 	Workers int
@@ -99,6 +104,9 @@ func (c *Closure) Hash(ctx context.Context, opts HashOptions) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if opts.Background {
+				sched.Background()
+			}
 			h := newNarHasher()
 			for i := range jobs {
 				err := c.hashSafely(ctx, h, root, &c.Paths[i])

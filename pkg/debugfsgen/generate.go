@@ -17,6 +17,22 @@ type Options struct {
 	// Staging is the staging directory's name in the root (DefaultStaging
 	// when empty); it must not be the name of an entry of the root.
 	Staging string
+	// Empty returns the host path of an empty regular file with the given
+	// permission bits. It is needed when the tree has Bulk files.
+	Empty func(perm uint32) (string, error)
+}
+
+// BulkFile is a Bulk file of the tree as the script leaves it: created
+// from an empty file, its blocks allocated by fallocate (uninitialised
+// extents, which read as zeros) and its size set. The caller copies the
+// content into the blocks the "ex -l" command reports, then runs
+// MarkInitialized's commands in a later debugfs.
+type BulkFile struct {
+	Node *plan.Node
+	// Phase is the index of the phase that creates it; Write and Extents
+	// index, in that phase, the write command (which reports the inode)
+	// and the ex command (which lists the extents).
+	Phase, Write, Extents int
 }
 
 // Script is the generated debugfs input, in phases run by separate debugfs
@@ -26,6 +42,8 @@ type Script struct {
 	Phases [][]string
 	// Writes counts the write commands (each prints "Allocated inode: N").
 	Writes int
+	// Bulk lists the Bulk files in script order.
+	Bulk []BulkFile
 }
 
 // Bytes returns a phase as debugfs reads it.
@@ -58,6 +76,9 @@ type gen struct {
 	hostCwd string
 	staging string
 	writes  int
+	empty   func(perm uint32) (string, error)
+	phase   int
+	bulk    []BulkFile
 	err     error
 }
 
@@ -71,7 +92,7 @@ func Generate(t *plan.Tree, opts Options) (*Script, error) {
 	if t.Root.Child(staging) != nil {
 		return nil, fmt.Errorf("the image root has an entry called %q, the name of the staging directory", staging)
 	}
-	g := &gen{staging: "/" + staging}
+	g := &gen{staging: "/" + staging, empty: opts.Empty}
 	// The root exists; give it its mode and owner.
 	g.attrs(".", t.Root, true)
 	g.dir(t.Root)
@@ -83,7 +104,7 @@ func Generate(t *plan.Tree, opts Options) (*Script, error) {
 	}
 	s := &Script{Phases: [][]string{g.lines}}
 	// Each phase is a new debugfs, in the directory it was started in.
-	g.lines, g.hostCwd = nil, ""
+	g.lines, g.hostCwd, g.phase = nil, "", 1
 	if t.HasStaged() {
 		g.cmd("cd", "/")
 		g.cmd("mkdir", staging)
@@ -105,6 +126,7 @@ func Generate(t *plan.Tree, opts Options) (*Script, error) {
 		s.Phases = append(s.Phases, g.lines)
 	}
 	s.Writes = g.writes
+	s.Bulk = g.bulk
 	return s, nil
 }
 
@@ -240,7 +262,7 @@ func (g *gen) dir(n *plan.Node) {
 				g.cmd("ln", c.Primary.Path(), c.Name)
 				continue
 			}
-			g.write(c, c.Name)
+			g.file(c, c.Name, ref(c.Name))
 			g.attrs(ref(c.Name), c, false)
 		case plan.Symlink:
 			g.symlink(c, c.Name)
@@ -272,6 +294,62 @@ func (g *gen) write(n *plan.Node, dest string) {
 	g.lcd(path.Dir(n.Host))
 	g.cmd("write", path.Base(n.Host), dest)
 	g.writes++
+}
+
+// file creates regular file n as dest; ref names it in commands that take
+// an inode.
+func (g *gen) file(n *plan.Node, dest, ref string) {
+	if !n.Bulk {
+		g.write(n, dest)
+		return
+	}
+	if g.empty == nil {
+		g.fail(n, fmt.Errorf("a bulk file, and no empty file to create it from"))
+		return
+	}
+	empty, err := g.empty(n.Perm)
+	if err != nil {
+		g.fail(n, err)
+		return
+	}
+	blocks := (n.Size + plan.BlockSize - 1) / plan.BlockSize
+	if blocks == 0 {
+		g.fail(n, fmt.Errorf("an empty file cannot be a bulk file"))
+		return
+	}
+	b := BulkFile{Node: n, Phase: g.phase, Write: len(g.lines)}
+	g.cmd("write", empty, dest)
+	g.writes++
+	g.cmd("fallocate", ref, "0", fmt.Sprint(blocks-1))
+	g.cmd("sif", ref, "size", fmt.Sprint(n.Size))
+	b.Extents = len(g.lines)
+	g.cmd("ex", "-l", ref)
+	if g.err == nil {
+		g.bulk = append(g.bulk, b)
+	}
+}
+
+// Extent maps Len blocks of a file from block Logical on to the image's
+// blocks from Physical on.
+type Extent struct {
+	Logical, Physical, Len uint64
+	// Uninit marks an uninitialised extent, which reads as zeros.
+	Uninit bool
+}
+
+// MarkInitialized returns the commands that mark the extents of inode ino
+// initialised once the content is in their blocks.
+func MarkInitialized(ino uint64, extents []Extent) []string {
+	lines := []string{fmt.Sprintf("extent_open <%d>", ino)}
+	for _, e := range extents {
+		if !e.Uninit {
+			continue
+		}
+		lines = append(lines,
+			fmt.Sprintf("goto_block %d", e.Logical),
+			fmt.Sprintf("replace_node %d %d %d", e.Logical, e.Len, e.Physical))
+	}
+	return append(lines, "extent_close")
 }
 
 func (g *gen) symlink(n *plan.Node, dest string) {
@@ -341,7 +419,7 @@ func (g *gen) staged(n *plan.Node) {
 		case c.Kind == plan.File && c.Primary != nil:
 			g.cmd("ln", c.Primary.Path(), tmp)
 		case c.Kind == plan.File:
-			g.write(c, tmp)
+			g.file(c, tmp, tmp)
 			g.attrs(tmp, c, false)
 		case c.Kind == plan.Symlink:
 			g.symlink(c, tmp)

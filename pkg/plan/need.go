@@ -93,7 +93,10 @@ type Geometry struct {
 
 // extent counts
 const (
-	maxExtentLen    = 32768 // blocks in one initialised extent
+	// An extent holds at most 32768 blocks, or 32767 uninitialised ones
+	// (what fallocate makes for Bulk files before they are marked
+	// initialised).
+	maxExtentLen    = 32767
 	extentsInInode  = 4
 	extentsPerBlock = (BlockSize - 12) / 12
 )

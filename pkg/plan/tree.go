@@ -71,9 +71,15 @@ type Node struct {
 	// Late marks a file whose content is made during the build (the
 	// registration): the script writes it in a last phase of its own.
 	Late bool
+	// Bulk marks a file the script creates empty with all its blocks
+	// allocated (uninitialised, reading as zeros) and its size set; the
+	// caller copies the content into those blocks and then marks them
+	// initialised (see pkg/debugfsgen). None of its blocks is all zeros.
+	Bulk bool
 
 	parent *Node
 	id     fileID
+	extra  bool
 	digest [32]byte
 }
 

@@ -55,6 +55,11 @@ type Options struct {
 	// StageBytes: directories whose entries take more bytes than this are
 	// staged (0: DefaultStageBytes; negative: never).
 	StageBytes int64
+	// BulkBlocks, when positive, marks Bulk every regular file of at
+	// least this many blocks, none of them all zeros, with plain
+	// permission bits (no set-id or sticky bit): the caller copies their
+	// content into the image itself (see Node.Bulk).
+	BulkBlocks int64
 }
 
 // DefaultStageBytes is the size of a directory's entries above which the
@@ -88,17 +93,9 @@ func Walk(ctx context.Context, opts Options) (*Tree, error) {
 		if name == sp || name == "" || strings.Contains(name, "/") || name == "." || name == ".." {
 			return nil, fmt.Errorf("store path %s is not directly under %s", sp, storeDir)
 		}
-		host := filepath.Join(opts.Root, sp)
-		if opts.Root == "" {
-			host = sp
-		}
-		n, err := w.walk(host, name, sp, opts.UID, opts.GID)
-		if err != nil {
-			return nil, err
-		}
-		if err := store.add(n); err != nil {
-			return nil, err
-		}
+	}
+	if err := w.walkStore(store, storeDir); err != nil {
+		return nil, err
 	}
 	if opts.Files != "" {
 		if err := w.addFiles(t, opts.Files); err != nil {
@@ -117,6 +114,9 @@ func Walk(ctx context.Context, opts Options) (*Tree, error) {
 			return nil, fmt.Errorf("%s: inside the store directory", e.Path)
 		}
 		n, err := w.walk(e.Host, filepath.Base(e.Path), "", 0, 0)
+		if n != nil {
+			n.extra = true
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -130,11 +130,79 @@ func Walk(ctx context.Context, opts Options) (*Tree, error) {
 	if err := w.scan(); err != nil {
 		return nil, err
 	}
+	w.markBulk()
 	t.markStaged(opts.StageBytes)
 	if opts.Optimise {
 		t.optimise()
 	}
 	return t, nil
+}
+
+// markBulk marks the files of the image that are copied in bulk: those of
+// at least BulkBlocks blocks with no block of zeros (which debugfs' write
+// would leave out, as the holes of sparse files), with plain permissions.
+// Extras (the files the tool makes) never are.
+func (w *walker) markBulk() {
+	if w.opts.BulkBlocks <= 0 {
+		return
+	}
+	for _, n := range w.files {
+		blocks := (n.Size + BlockSize - 1) / BlockSize
+		if blocks >= w.opts.BulkBlocks && n.Blocks == blocks && n.Perm&^0o777 == 0 && !n.extra {
+			n.Bulk = true
+		}
+	}
+}
+
+// walkStore walks the store paths, several at a time, into store. The
+// result, and the error when several paths fail, are those of a walk in
+// order.
+func (w *walker) walkStore(store *Node, storeDir string) error {
+	type result struct {
+		n          *Node
+		files, all []*Node
+		err        error
+	}
+	paths := w.opts.StorePaths
+	results := make([]result, len(paths))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	workers := w.opts.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	for k := 0; k < workers; k++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				sp := paths[i]
+				host := filepath.Join(w.opts.Root, sp)
+				if w.opts.Root == "" {
+					host = sp
+				}
+				sub := &walker{ctx: w.ctx, opts: w.opts}
+				n, err := sub.walk(host, strings.TrimPrefix(sp, storeDir+"/"), sp, w.opts.UID, w.opts.GID)
+				results[i] = result{n, sub.files, sub.all, err}
+			}
+		}()
+	}
+	for i := range paths {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	for _, r := range results {
+		if r.err != nil {
+			return r.err
+		}
+		if err := store.add(r.n); err != nil {
+			return err
+		}
+		w.files = append(w.files, r.files...)
+		w.all = append(w.all, r.all...)
+	}
+	return nil
 }
 
 func isUnder(p, dir string) bool {
@@ -483,6 +551,32 @@ func (t *Tree) optimise() {
 		})
 	}
 }
+
+// OpenFile opens a regular file's host file for reading, never following a
+// symlink, and checks that it is the file that was walked, of the same
+// size. The caller closes the descriptor.
+func (n *Node) OpenFile() (int, error) {
+	if n.Kind != File || n.Host == "" {
+		return -1, fmt.Errorf("%s: not a file read from the host", n.Path())
+	}
+	fd, err := unix.Open(n.Host, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("%s: %w", describe(n.Host, n.StorePath), &os.PathError{Op: "open", Path: n.Host, Err: err})
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("%s: fstat %s: %w", describe(n.Host, n.StorePath), n.Host, err)
+	}
+	if id := idOf(&st); id.dev != n.id.dev || id.ino != n.id.ino || id.size != n.id.size {
+		unix.Close(fd)
+		return -1, fmt.Errorf("%s: %s changed during the build", describe(n.Host, n.StorePath), n.Host)
+	}
+	return fd, nil
+}
+
+// Describe names a node's host file and store path for messages.
+func (n *Node) Describe() string { return describe(n.Host, n.StorePath) }
 
 // CheckUnchanged compares every host entry with what Walk saw, so that a
 // file changed, grown, shrunk or replaced during the build fails it. A
