@@ -15,12 +15,15 @@
 #
 # Usage: bench/run.sh [--quick] [--scale S] [--runs N] [--seed N] [--work DIR]
 #                     [--methods abcder] [--no-series] [--series-runs N]
+#                     [--series-methods ab]
 #                     [--perf] [--keep]
 #   --quick        scale 0.1, one run, a tiny series: a smoke test of about a minute
 #   --work DIR     corpora, images and results (default bench/out; needs about
 #                  4x the corpus size free, 1.5 GB per unit of scale)
 #   --methods      which of a A b c d e r to run (A: mkext4fs on .attrs.json,
 #                  trusting its hashes); default abcder
+#   --series-methods  which of a b the series runs (default ab; (b) takes
+#                  minutes on the 80k-entry directory)
 #   --perf         also record one run of (a) with perf and keep the report
 #   --keep         keep the series corpora (the main corpus is always kept
 #                  and reused by the next run with the same scale and seed)
@@ -53,6 +56,7 @@ while [ $# -gt 0 ]; do
 	--methods) methods=$2 && shift ;;
 	--no-series) series=0 ;;
 	--series-runs) series_runs=$2 && shift ;;
+	--series-methods) series_methods=$2 && shift ;;
 	--perf) perf=1 ;;
 	--keep) keep=1 ;;
 	-h | --help)

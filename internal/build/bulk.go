@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -196,22 +197,31 @@ func (c *bulkCopier) script(s *debugfsgen.Script, phase int, first, lines []stri
 	return ds, done
 }
 
-// checkExtents makes sure debugfs allocated exactly the file's blocks, in
-// uninitialised extents inside the filesystem.
+// checkExtents makes sure debugfs allocated exactly the file's runs of
+// data, in uninitialised extents inside the filesystem.
 func (c *bulkCopier) checkExtents(n *plan.Node, ino uint64, ext []e2fs.Extent) error {
-	want := uint64((n.Size + plan.BlockSize - 1) / plan.BlockSize)
 	if ino == 0 {
 		return fmt.Errorf("%s: debugfs reported no inode for it", n.Path())
 	}
-	var next uint64
+	// The extents, merged where they follow each other, are the runs.
+	var runs [][2]int64
 	for _, e := range ext {
-		if e.Logical != next || !e.Uninit || e.Physical == 0 || e.Physical+e.Len > c.blocks || e.Physical+e.Len < e.Physical {
+		if !e.Uninit || e.Len == 0 || e.Physical == 0 || e.Physical+e.Len > c.blocks || e.Physical+e.Len < e.Physical ||
+			e.Logical > 1<<40 || e.Len > 1<<40 {
 			return fmt.Errorf("%s: unexpected extents after fallocate: %+v", n.Path(), ext)
 		}
-		next += e.Len
+		l, k := int64(e.Logical), int64(e.Len)
+		if last := len(runs) - 1; last >= 0 && runs[last][0]+runs[last][1] == l {
+			runs[last][1] += k
+		} else {
+			if last >= 0 && runs[last][0]+runs[last][1] > l {
+				return fmt.Errorf("%s: extents out of order after fallocate: %+v", n.Path(), ext)
+			}
+			runs = append(runs, [2]int64{l, k})
+		}
 	}
-	if next != want {
-		return fmt.Errorf("%s: fallocate allocated %d blocks, want %d", n.Path(), next, want)
+	if !slices.Equal(runs, n.Data) {
+		return fmt.Errorf("%s: fallocate allocated blocks %v, want %v", n.Path(), runs, n.Data)
 	}
 	return nil
 }
@@ -246,7 +256,10 @@ func (c *bulkCopier) takePending() []string {
 	for _, j := range c.pending {
 		marks := make([]debugfsgen.Extent, len(j.extents))
 		for i, e := range j.extents {
-			marks[i] = debugfsgen.Extent{Logical: e.Logical, Physical: e.Physical, Len: e.Len, Uninit: e.Uninit}
+			marks[i] = debugfsgen.Extent{Logical: e.Logical, Physical: e.Physical, Len: e.Len, Uninit: e.Uninit, Slot: -1}
+			if e.Depth == 0 {
+				marks[i].Slot = e.Entry
+			}
 		}
 		lines = append(lines, debugfsgen.MarkInitialized(j.ino, marks)...)
 	}

@@ -7,7 +7,10 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
+
+	"github.com/mkext4fs/mkext4fs/pkg/debugfsgen"
 )
 
 func TestParseLeafExtent(t *testing.T) {
@@ -16,9 +19,9 @@ func TestParseLeafExtent(t *testing.T) {
 		want Extent
 		ok   bool
 	}{
-		{" 0/ 0   1/  1     0 -    73  7332 -  7405     74 Uninit", Extent{0, 7332, 74, true}, true},
-		{" 0/ 0   2/  2     1 -    73  7333 -  7405     73 ", Extent{1, 7333, 73, false}, true},
-		{" 1/ 1   7/  7    60 -    69  7837 -  7846     10 Uninit", Extent{60, 7837, 10, true}, true},
+		{" 0/ 0   1/  1     0 -    73  7332 -  7405     74 Uninit", Extent{0, 7332, 74, true, 0, 0}, true},
+		{" 0/ 0   2/  2     1 -    73  7333 -  7405     73 ", Extent{1, 7333, 73, false, 0, 1}, true},
+		{" 1/ 1   7/  7    60 -    69  7837 -  7846     10 Uninit", Extent{60, 7837, 10, true, 1, 6}, true},
 		// An index node (level above the depth) is not a leaf.
 		{" 0/ 1   1/  1     0 -    69  7678             70", Extent{}, false},
 		// Ranges that disagree with the length.
@@ -80,7 +83,7 @@ func TestBulkCommands(t *testing.T) {
 	if err := r.RunDebugfs(context.Background(), image, s); err != nil {
 		t.Fatal(err)
 	}
-	if want := []Extent{{0, big[0].Physical, 100, false}}; !reflect.DeepEqual(after, want) {
+	if want := []Extent{{0, big[0].Physical, 100, false, 0, 0}}; !reflect.DeepEqual(after, want) {
 		t.Fatalf("after marking: %+v, want %+v", after, want)
 	}
 	if err := r.Check(context.Background(), image); err != nil {
@@ -97,5 +100,76 @@ func TestBulkCommands(t *testing.T) {
 	var de *DebugfsError
 	if !errors.As(err, &de) || de.Line != 3 {
 		t.Fatalf("got %v, want an error on line 3", err)
+	}
+}
+
+// TestMarkInitialized: the marks debugfsgen writes, for extents in the
+// inode (sif on i_block) and in a tree of depth 1 (extent mode), leave
+// every extent initialised and the filesystem clean.
+func TestMarkInitialized(t *testing.T) {
+	r := newRunner(t)
+	image := newImage(t, r)
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "empty")
+	filler := filepath.Join(dir, "filler")
+	if err := os.WriteFile(empty, nil, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filler, []byte("x"), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	// "small" in two extents of the inode; "fragmented" in six, which
+	// need a tree of depth 1: other files take the blocks in between.
+	lines := []string{"write " + empty + " small", "fallocate small 0 9", "write " + filler + " f", "fallocate small 10 19", "sif small size 81920",
+		"write " + empty + " fragmented"}
+	for i := 0; i < 6; i++ {
+		lines = append(lines, fmt.Sprintf("fallocate fragmented %d %d", i*10, i*10+9), fmt.Sprintf("write %s f%d", filler, i))
+	}
+	lines = append(lines, "sif fragmented size 245760", "ex -l small", "ex -l fragmented")
+	inodes := map[int]uint64{}
+	extents := map[int][]Extent{}
+	s := &DebugfsScript{Lines: lines,
+		Inode:   func(i int, ino uint64) { inodes[i] = ino },
+		Extents: func(i int, e []Extent) { extents[i] = e }}
+	if err := r.RunDebugfs(context.Background(), image, s); err != nil {
+		t.Fatal(err)
+	}
+	small, fragmented := extents[len(lines)-2], extents[len(lines)-1]
+	if len(small) != 2 || small[0].Depth != 0 || len(fragmented) != 6 || fragmented[0].Depth != 1 {
+		t.Fatalf("extents: small %+v, fragmented %+v", small, fragmented)
+	}
+	var marks []string
+	for _, f := range []struct {
+		ino uint64
+		ext []Extent
+	}{{inodes[0], small}, {inodes[5], fragmented}} {
+		m := make([]debugfsgen.Extent, len(f.ext))
+		for i, e := range f.ext {
+			m[i] = debugfsgen.Extent{Logical: e.Logical, Physical: e.Physical, Len: e.Len, Uninit: e.Uninit, Slot: -1}
+			if e.Depth == 0 {
+				m[i].Slot = e.Entry
+			}
+		}
+		marks = append(marks, debugfsgen.MarkInitialized(f.ino, m)...)
+	}
+	if !strings.HasPrefix(marks[0], "sif ") || !strings.Contains(strings.Join(marks, "\n"), "replace_node") {
+		t.Fatalf("want both forms of marks: %q", marks)
+	}
+	after := map[int][]Extent{}
+	marks = append(marks, "ex -l small", "ex -l fragmented")
+	s = &DebugfsScript{Lines: marks, Extents: func(i int, e []Extent) { after[i] = e }}
+	if err := r.RunDebugfs(context.Background(), image, s); err != nil {
+		t.Fatal(err)
+	}
+	for i, e := range append(after[len(marks)-2], after[len(marks)-1]...) {
+		if e.Uninit {
+			t.Errorf("extent %d still uninitialised: %+v", i, e)
+		}
+	}
+	if len(after[len(marks)-2])+len(after[len(marks)-1]) != 8 {
+		t.Errorf("extents after marking: %+v", after)
+	}
+	if err := r.Check(context.Background(), image); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -143,6 +143,9 @@ type Extent struct {
 	Logical, Physical, Len uint64
 	// Uninit marks an uninitialised extent, which reads as zeros.
 	Uninit bool
+	// Depth is the depth of the file's extent tree (0: the extents are
+	// in the inode); Entry is the extent's 0-based place in its node.
+	Depth, Entry int
 }
 
 // parseLeafExtent reads one line of "ex -l" output.
@@ -159,8 +162,8 @@ func parseLeafExtent(line string) (Extent, bool) {
 		}
 		v[i] = x
 	}
-	e := Extent{Logical: v[4], Physical: v[6], Len: v[8], Uninit: m[10] != ""}
-	if e.Len == 0 || v[5] != e.Logical+e.Len-1 || v[7] != e.Physical+e.Len-1 {
+	e := Extent{Logical: v[4], Physical: v[6], Len: v[8], Uninit: m[10] != "", Depth: int(v[1]), Entry: int(v[2]) - 1}
+	if e.Len == 0 || v[5] != e.Logical+e.Len-1 || v[7] != e.Physical+e.Len-1 || v[2] == 0 || v[2] > v[3] {
 		return Extent{}, false
 	}
 	return e, true

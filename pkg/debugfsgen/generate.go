@@ -312,15 +312,16 @@ func (g *gen) file(n *plan.Node, dest, ref string) {
 		g.fail(n, err)
 		return
 	}
-	blocks := (n.Size + plan.BlockSize - 1) / plan.BlockSize
-	if blocks == 0 {
-		g.fail(n, fmt.Errorf("an empty file cannot be a bulk file"))
+	if len(n.Data) == 0 {
+		g.fail(n, fmt.Errorf("a bulk file without data"))
 		return
 	}
 	b := BulkFile{Node: n, Phase: g.phase, Write: len(g.lines)}
 	g.cmd("write", empty, dest)
 	g.writes++
-	g.cmd("fallocate", ref, "0", fmt.Sprint(blocks-1))
+	for _, r := range n.Data {
+		g.cmd("fallocate", ref, fmt.Sprint(r[0]), fmt.Sprint(r[0]+r[1]-1))
+	}
 	g.cmd("sif", ref, "size", fmt.Sprint(n.Size))
 	b.Extents = len(g.lines)
 	g.cmd("ex", "-l", ref)
@@ -335,12 +336,49 @@ type Extent struct {
 	Logical, Physical, Len uint64
 	// Uninit marks an uninitialised extent, which reads as zeros.
 	Uninit bool
+	// Slot is the extent's place in the inode's own array of four when
+	// the extent tree is that array alone, -1 otherwise.
+	Slot int
+}
+
+// blockField names the 32-bit word i of an inode's i_block for sif.
+func blockField(i int) string {
+	switch i {
+	case 12:
+		return "block[IND]"
+	case 13:
+		return "block[DIND]"
+	case 14:
+		return "block[TIND]"
+	}
+	return fmt.Sprintf("block[%d]", i)
 }
 
 // MarkInitialized returns the commands that mark the extents of inode ino
-// initialised once the content is in their blocks.
+// initialised once the content is in their blocks. Extents held in the
+// inode itself are marked by rewriting the word that holds their length
+// (the length plus 32768 marks an uninitialised extent) next to the high
+// 16 bits of their first block; others through debugfs' extent mode.
 func MarkInitialized(ino uint64, extents []Extent) []string {
-	lines := []string{fmt.Sprintf("extent_open <%d>", ino)}
+	inInode := true
+	for _, e := range extents {
+		if e.Uninit && (e.Slot < 0 || e.Slot > 3 || e.Len == 0 || e.Len > 32767) {
+			inInode = false
+		}
+	}
+	var lines []string
+	if inInode {
+		for _, e := range extents {
+			if e.Uninit {
+				// ee_block, then ee_len | ee_start_hi << 16, then
+				// ee_start_lo, after the 12-byte header.
+				word := e.Len | (e.Physical>>32)<<16
+				lines = append(lines, fmt.Sprintf("sif <%d> %s %d", ino, blockField(3+3*e.Slot+1), word))
+			}
+		}
+		return lines
+	}
+	lines = append(lines, fmt.Sprintf("extent_open <%d>", ino))
 	for _, e := range extents {
 		if !e.Uninit {
 			continue

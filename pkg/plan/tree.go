@@ -74,8 +74,11 @@ type Node struct {
 	// Bulk marks a file the script creates empty with all its blocks
 	// allocated (uninitialised, reading as zeros) and its size set; the
 	// caller copies the content into those blocks and then marks them
-	// initialised (see pkg/debugfsgen). None of its blocks is all zeros.
+	// initialised (see pkg/debugfsgen). Blocks of zeros are left out.
 	Bulk bool
+	// Data lists a bulk file's runs of blocks that are not all zeros: the
+	// first block and the number of blocks of each.
+	Data [][2]int64
 
 	parent *Node
 	id     fileID

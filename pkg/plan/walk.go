@@ -138,18 +138,26 @@ func Walk(ctx context.Context, opts Options) (*Tree, error) {
 	return t, nil
 }
 
+// MaxBulkRuns is the most runs of data (between blocks of zeros) a bulk
+// file may have. One: fallocate places each run as far from the previous
+// one on disk as it is in the file, where write puts the runs one after
+// the other, and the gaps it leaves cut the files made after it into more
+// extents than the plan allows for.
+const MaxBulkRuns = 1
+
 // markBulk marks the files of the image that are copied in bulk: those of
-// at least BulkBlocks blocks with no block of zeros (which debugfs' write
-// would leave out, as the holes of sparse files), with plain permissions.
-// Extras (the files the tool makes) never are.
+// at least BulkBlocks blocks, with at most MaxBulkRuns runs of data
+// between blocks of zeros (which are left out, as debugfs' write leaves
+// them out) and plain permissions. Extras (the files the tool makes) never
+// are.
 func (w *walker) markBulk() {
-	if w.opts.BulkBlocks <= 0 {
-		return
-	}
 	for _, n := range w.files {
 		blocks := (n.Size + BlockSize - 1) / BlockSize
-		if blocks >= w.opts.BulkBlocks && n.Blocks == blocks && n.Perm&^0o777 == 0 && !n.extra {
+		if w.opts.BulkBlocks > 0 && blocks >= w.opts.BulkBlocks && len(n.Data) > 0 && len(n.Data) <= MaxBulkRuns &&
+			n.Perm&^0o777 == 0 && !n.extra {
 			n.Bulk = true
+		} else {
+			n.Data = nil
 		}
 	}
 }
@@ -365,7 +373,7 @@ func (w *walker) scan() error {
 			defer wg.Done()
 			buf := make([]byte, 1<<20)
 			for n := range jobs {
-				if err := scanSafely(n, buf, w.opts.Optimise); err != nil {
+				if err := scanSafely(n, buf, w.opts.Optimise, w.opts.BulkBlocks); err != nil {
 					mu.Lock()
 					if firstErr == nil {
 						firstErr = err
@@ -395,18 +403,21 @@ func (w *walker) scan() error {
 
 // scanSafely is scanFile with a bug turned into an error: a panic in a
 // worker goroutine would end the program, past the command's recovery.
-func scanSafely(n *Node, buf []byte, hash bool) (err error) {
+func scanSafely(n *Node, buf []byte, hash bool, bulkBlocks int64) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("%s: internal error while reading it (please report it): %v", n.Host, r)
 		}
 	}()
-	return scanFile(n, buf, hash)
+	return scanFile(n, buf, hash, bulkBlocks)
 }
 
 var zeroBlock [BlockSize]byte
 
-func scanFile(n *Node, buf []byte, hash bool) error {
+func scanFile(n *Node, buf []byte, hash bool, bulkBlocks int64) error {
+	// A file that may go in bulk: note where its data is.
+	record := bulkBlocks > 0 && (n.Size+BlockSize-1)/BlockSize >= bulkBlocks
+	var data [][2]int64
 	if n.Size == 0 && !hash {
 		return nil // nothing to read; CheckUnchanged catches a change
 	}
@@ -442,6 +453,12 @@ func scanFile(n *Node, buf []byte, hash bool) error {
 			blocks++
 			if off+int64(b) != lastEnd {
 				runs++
+				if record && len(data) <= MaxBulkRuns {
+					data = append(data, [2]int64{(off + int64(b)) / BlockSize, 0})
+				}
+			}
+			if record && len(data) <= MaxBulkRuns {
+				data[len(data)-1][1]++
 			}
 			lastEnd = off + int64(end)
 			if end-b < BlockSize {
@@ -512,6 +529,7 @@ func scanFile(n *Node, buf []byte, hash bool) error {
 	}
 	n.Blocks = blocks
 	n.Runs = runs
+	n.Data = data
 	if hash {
 		copy(n.digest[:], h.Sum(nil))
 	}
