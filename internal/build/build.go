@@ -109,7 +109,8 @@ func maxRegistrationBytes(c *closure.Closure) int64 {
 }
 
 // Prepare loads the closure, walks the content and generates the script.
-// It runs nothing and writes nothing.
+// It runs nothing, and writes nothing but, for a build that copies files
+// in bulk, the empty files they are made from.
 func Prepare(ctx context.Context, o *Options) (*Prepared, error) {
 	// The tools run in a directory of their own: give them absolute paths.
 	for _, p := range []*string{&o.Output, &o.Root, &o.Files} {

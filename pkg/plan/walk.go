@@ -148,13 +148,14 @@ const MaxBulkRuns = 1
 // markBulk marks the files of the image that are copied in bulk: those of
 // at least BulkBlocks blocks, with at most MaxBulkRuns runs of data
 // between blocks of zeros (which are left out, as debugfs' write leaves
-// them out) and plain permissions. Extras (the files the tool makes) never
-// are.
+// them out) and plain permissions its owner can read (debugfs reads the
+// empty file of those permissions it is made from). Extras (the files the
+// tool makes) never are.
 func (w *walker) markBulk() {
 	for _, n := range w.files {
 		blocks := (n.Size + BlockSize - 1) / BlockSize
 		if w.opts.BulkBlocks > 0 && blocks >= w.opts.BulkBlocks && len(n.Data) > 0 && len(n.Data) <= MaxBulkRuns &&
-			n.Perm&^0o777 == 0 && !n.extra {
+			n.Perm&^0o777 == 0 && n.Perm&0o400 != 0 && !n.extra {
 			n.Bulk = true
 		} else {
 			n.Data = nil
