@@ -332,7 +332,10 @@ func build(ctx context.Context, o Options, worstCase bool) (res *Result, err err
 			first = []string{"ssv flags 1"}
 		}
 		base := done
-		script, allocated := copier.script(prep.Script, i, first, lines, func(n int) { progress(base + n) })
+		script, allocated, err := copier.script(prep.Script, i, first, lines, func(n int) { progress(base + n) })
+		if err != nil {
+			return nil, err
+		}
 		if err := r.RunDebugfs(ctx, image, script); err != nil {
 			if changed := t.CheckUnchanged(); changed != nil {
 				return nil, changed // the cause, with the file's path
@@ -374,7 +377,11 @@ func build(ctx context.Context, o Options, worstCase bool) (res *Result, err err
 		return nil, err
 	}
 	// The last phase's bulk files are marked initialised first.
-	late = append(copier.takePending(), late...)
+	pending, err := copier.takePending()
+	if err != nil {
+		return nil, err
+	}
+	late = append(pending, late...)
 	if err := r.Debugfs(ctx, image, late, nil); err != nil {
 		return nil, imageSpace(hostSpace(err, dir), need, geo)
 	}

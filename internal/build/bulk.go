@@ -89,11 +89,13 @@ type bulkCopier struct {
 	copied  int64      // bytes
 }
 
-// bulkJob is one bulk file and where debugfs allocated it.
+// bulkJob is one bulk file, where debugfs allocated it and where its
+// extents go (placed).
 type bulkJob struct {
 	node    *plan.Node
 	ino     uint64
 	extents []e2fs.Extent
+	placed  []debugfsgen.Extent
 }
 
 func newBulkCopier(ctx context.Context, image string, blocks uint64) (*bulkCopier, error) {
@@ -145,8 +147,12 @@ func (c *bulkCopier) worker() {
 // script returns phase's lines as a debugfs script that hands the bulk
 // files' inodes and extents over to the copier. The commands left from
 // the phase before run first, then first, then lines.
-func (c *bulkCopier) script(s *debugfsgen.Script, phase int, first, lines []string, progress func(int)) (*e2fs.DebugfsScript, func() error) {
-	pre := append(c.takePending(), first...)
+func (c *bulkCopier) script(s *debugfsgen.Script, phase int, first, lines []string, progress func(int)) (*e2fs.DebugfsScript, func() error, error) {
+	pre, err := c.takePending()
+	if err != nil {
+		return nil, nil, err
+	}
+	pre = append(pre, first...)
 	writes := map[int]*debugfsgen.BulkFile{}
 	exes := map[int]*debugfsgen.BulkFile{}
 	for i := range s.Bulk {
@@ -194,16 +200,21 @@ func (c *bulkCopier) script(s *debugfsgen.Script, phase int, first, lines []stri
 		}
 		return nil
 	}
-	return ds, done
+	return ds, done, nil
 }
 
-// checkExtents makes sure debugfs allocated exactly the file's runs of
-// data, in uninitialised extents inside the filesystem.
+// checkExtents makes sure debugfs allocated exactly what the script
+// asked for, in uninitialised extents inside the filesystem: the file's
+// run of data, or its runs one after the other from block 0.
 func (c *bulkCopier) checkExtents(n *plan.Node, ino uint64, ext []e2fs.Extent) error {
 	if ino == 0 {
 		return fmt.Errorf("%s: debugfs reported no inode for it", n.Path())
 	}
-	// The extents, merged where they follow each other, are the runs.
+	want := n.Data
+	if len(n.Data) > 1 {
+		want = [][2]int64{{0, n.Blocks}}
+	}
+	// The extents, merged where they follow each other.
 	var runs [][2]int64
 	for _, e := range ext {
 		if !e.Uninit || e.Len == 0 || e.Physical == 0 || e.Physical+e.Len > c.blocks || e.Physical+e.Len < e.Physical ||
@@ -220,15 +231,46 @@ func (c *bulkCopier) checkExtents(n *plan.Node, ino uint64, ext []e2fs.Extent) e
 			runs = append(runs, [2]int64{l, k})
 		}
 	}
-	if !slices.Equal(runs, n.Data) {
-		return fmt.Errorf("%s: fallocate allocated blocks %v, want %v", n.Path(), runs, n.Data)
+	if !slices.Equal(runs, want) {
+		return fmt.Errorf("%s: fallocate allocated blocks %v, want %v", n.Path(), runs, want)
 	}
 	return nil
 }
 
+// place returns the extents a bulk file ends with: those fallocate made,
+// or, for a file of several runs (allocated one after the other from
+// block 0), their blocks cut at the runs' ends and moved to the runs'
+// places in the file.
+func place(n *plan.Node, ext []e2fs.Extent) []debugfsgen.Extent {
+	var out []debugfsgen.Extent
+	if len(n.Data) == 1 {
+		for _, e := range ext {
+			out = append(out, debugfsgen.Extent{Logical: e.Logical, Physical: e.Physical, Len: e.Len, Uninit: true, Slot: -1})
+			if e.Depth == 0 {
+				out[len(out)-1].Slot = e.Entry
+			}
+		}
+		return out
+	}
+	r, inRun := 0, uint64(0) // the run, and how far into it
+	for _, e := range ext {
+		for done := uint64(0); done < e.Len; {
+			left := uint64(n.Data[r][1]) - inRun
+			k := min(left, e.Len-done)
+			out = append(out, debugfsgen.Extent{Logical: uint64(n.Data[r][0]) + inRun, Physical: e.Physical + done, Len: k, Slot: -1})
+			done += k
+			inRun += k
+			if inRun == uint64(n.Data[r][1]) {
+				r, inRun = r+1, 0
+			}
+		}
+	}
+	return out
+}
+
 // add queues a file's copy; add is called in script order.
 func (c *bulkCopier) add(n *plan.Node, ino uint64, ext []e2fs.Extent) {
-	j := &bulkJob{node: n, ino: ino, extents: ext}
+	j := &bulkJob{node: n, ino: ino, extents: ext, placed: place(n, ext)}
 	c.mu.Lock()
 	c.pending = append(c.pending, j)
 	c.mu.Unlock()
@@ -247,24 +289,30 @@ func (c *bulkCopier) wait() error {
 	return c.ctx.Err()
 }
 
-// takePending returns the commands that mark the extents of the files
-// copied so far (after wait) initialised, in script order.
-func (c *bulkCopier) takePending() []string {
+// takePending returns the commands that finish the files copied so far
+// (after wait), in script order: their extents marked initialised, or,
+// for files of several runs, rewritten in place.
+func (c *bulkCopier) takePending() ([]string, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var lines []string
 	for _, j := range c.pending {
-		marks := make([]debugfsgen.Extent, len(j.extents))
-		for i, e := range j.extents {
-			marks[i] = debugfsgen.Extent{Logical: e.Logical, Physical: e.Physical, Len: e.Len, Uninit: e.Uninit, Slot: -1}
-			if e.Depth == 0 {
-				marks[i].Slot = e.Entry
-			}
+		if len(j.node.Data) == 1 {
+			lines = append(lines, debugfsgen.MarkInitialized(j.ino, j.placed)...)
+			continue
 		}
-		lines = append(lines, debugfsgen.MarkInitialized(j.ino, marks)...)
+		have := make([]debugfsgen.Extent, len(j.extents))
+		for i, e := range j.extents {
+			have[i] = debugfsgen.Extent{Logical: e.Logical, Physical: e.Physical, Len: e.Len, Uninit: true, Slot: -1}
+		}
+		place, err := debugfsgen.Place(j.ino, have, j.placed)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", j.node.Path(), err)
+		}
+		lines = append(lines, place...)
 	}
 	c.pending = nil
-	return lines
+	return lines, nil
 }
 
 // close ends the workers, skipping the copies not started, and closes
@@ -290,7 +338,7 @@ func (c *bulkCopier) copyFile(j *bulkJob, buf []byte) (int64, error) {
 	defer unix.Close(fd)
 	size := n.Size
 	var done int64
-	for _, e := range j.extents {
+	for _, e := range j.placed {
 		from := int64(e.Logical) * plan.BlockSize
 		to := from + int64(e.Len)*plan.BlockSize
 		dst := int64(e.Physical) * plan.BlockSize

@@ -272,10 +272,12 @@ func TestE2fsprogs1473BigFile(t *testing.T) {
 			return err
 		}
 		defer f.Close()
-		// Two runs of data with a hole between: debugfs' write copies it
-		// (bulk copies take files of one run).
-		if _, err := f.WriteAt([]byte("start"), 0); err != nil {
-			return err
+		// More runs of data between holes than a bulk copy takes:
+		// debugfs' write copies it.
+		for i := int64(0); i <= plan.MaxBulkRuns; i++ {
+			if _, err := f.WriteAt([]byte("data"), i<<28); err != nil {
+				return err
+			}
 		}
 		if _, err := f.WriteAt([]byte("end"), 3<<30); err != nil {
 			return err

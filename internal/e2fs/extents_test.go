@@ -109,15 +109,7 @@ func TestBulkCommands(t *testing.T) {
 func TestMarkInitialized(t *testing.T) {
 	r := newRunner(t)
 	image := newImage(t, r)
-	dir := t.TempDir()
-	empty := filepath.Join(dir, "empty")
-	filler := filepath.Join(dir, "filler")
-	if err := os.WriteFile(empty, nil, 0o444); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filler, []byte("x"), 0o444); err != nil {
-		t.Fatal(err)
-	}
+	empty, filler := hostFiles(t)
 	// "small" in two extents of the inode; "fragmented" in six, which
 	// need a tree of depth 1: other files take the blocks in between.
 	lines := []string{"write " + empty + " small", "fallocate small 0 9", "write " + filler + " f", "fallocate small 10 19", "sif small size 81920",
@@ -172,4 +164,92 @@ func TestMarkInitialized(t *testing.T) {
 	if err := r.Check(context.Background(), image); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestPlace: Place moves the blocks of a file allocated from block 0 on
+// to the places of its runs, in the inode and in a tree of depth 1, and
+// the filesystem stays clean.
+func TestPlace(t *testing.T) {
+	r := newRunner(t)
+	image := newImage(t, r)
+	empty, filler := hostFiles(t)
+	// "one" in a single extent; "six" in six (a tree of depth 1).
+	lines := []string{"write " + empty + " one", "fallocate one 0 59", "write " + empty + " six"}
+	for i := 0; i < 6; i++ {
+		lines = append(lines, fmt.Sprintf("fallocate six %d %d", i*10, i*10+9), fmt.Sprintf("write %s f%d", filler, i))
+	}
+	lines = append(lines, "sif one size 400000", "sif six size 400000", "ex -l one", "ex -l six")
+	inodes := map[int]uint64{}
+	extents := map[int][]Extent{}
+	s := &DebugfsScript{Lines: lines,
+		Inode:   func(i int, ino uint64) { inodes[i] = ino },
+		Extents: func(i int, e []Extent) { extents[i] = e }}
+	if err := r.RunDebugfs(context.Background(), image, s); err != nil {
+		t.Fatal(err)
+	}
+	// Runs of 25 and 35 blocks at blocks 3 and 50.
+	runs := [][2]uint64{{3, 25}, {50, 35}}
+	var places []string
+	want := map[uint64][]Extent{}
+	for _, f := range []struct {
+		ino uint64
+		ext []Extent
+	}{{inodes[0], extents[len(lines)-2]}, {inodes[2], extents[len(lines)-1]}} {
+		var have, to []debugfsgen.Extent
+		run, in := 0, uint64(0)
+		for _, e := range f.ext {
+			have = append(have, debugfsgen.Extent{Logical: e.Logical, Physical: e.Physical, Len: e.Len, Uninit: true, Slot: -1})
+			for done := uint64(0); done < e.Len; {
+				k := min(runs[run][1]-in, e.Len-done)
+				to = append(to, debugfsgen.Extent{Logical: runs[run][0] + in, Physical: e.Physical + done, Len: k})
+				want[f.ino] = append(want[f.ino], Extent{Logical: runs[run][0] + in, Physical: e.Physical + done, Len: k})
+				done, in = done+k, in+k
+				if in == runs[run][1] {
+					run, in = run+1, 0
+				}
+			}
+		}
+		p, err := debugfsgen.Place(f.ino, have, to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		places = append(places, p...)
+	}
+	got := map[uint64][]Extent{}
+	places = append(places, fmt.Sprintf("ex -l <%d>", inodes[0]), fmt.Sprintf("ex -l <%d>", inodes[2]))
+	s = &DebugfsScript{Lines: places, Extents: func(i int, e []Extent) {
+		ino := inodes[0]
+		if i == len(places)-1 {
+			ino = inodes[2]
+		}
+		for _, x := range e {
+			got[ino] = append(got[ino], Extent{Logical: x.Logical, Physical: x.Physical, Len: x.Len, Uninit: x.Uninit})
+		}
+	}}
+	if err := r.RunDebugfs(context.Background(), image, s); err != nil {
+		t.Fatal(err)
+	}
+	for ino, w := range want {
+		if !reflect.DeepEqual(got[ino], w) {
+			t.Errorf("inode %d: extents %+v, want %+v", ino, got[ino], w)
+		}
+	}
+	if err := r.Check(context.Background(), image); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// hostFiles makes an empty file and a file of one byte to write into
+// images.
+func hostFiles(t *testing.T) (empty, filler string) {
+	t.Helper()
+	dir := t.TempDir()
+	empty, filler = filepath.Join(dir, "empty"), filepath.Join(dir, "filler")
+	if err := os.WriteFile(empty, nil, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filler, []byte("x"), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	return empty, filler
 }

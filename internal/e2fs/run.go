@@ -271,7 +271,8 @@ func (r *Runner) RunDebugfs(ctx context.Context, image string, s *DebugfsScript)
 			}
 			extents = append(extents, e)
 		case strings.HasPrefix(prev, "goto_block ") && extentNodeRE.MatchString(line):
-		case strings.HasPrefix(prev, "replace_node ") && extentNodeRE.MatchString(line) && !strings.Contains(line, "UNINIT"):
+		case (strings.HasPrefix(prev, "replace_node ") || strings.HasPrefix(prev, "insert_node ")) &&
+			extentNodeRE.MatchString(line) && !strings.Contains(line, "UNINIT"):
 		case next > 0 && line == "" && (strings.HasPrefix(lines[next-1], "rmdir ") || strings.HasPrefix(lines[next-1], "rm ")):
 			// kill_file_by_inode ends its (empty) report with a newline.
 		default:

@@ -319,8 +319,16 @@ func (g *gen) file(n *plan.Node, dest, ref string) {
 	b := BulkFile{Node: n, Phase: g.phase, Write: len(g.lines)}
 	g.cmd("write", empty, dest)
 	g.writes++
-	for _, r := range n.Data {
+	if len(n.Data) == 1 {
+		r := n.Data[0]
 		g.cmd("fallocate", ref, fmt.Sprint(r[0]), fmt.Sprint(r[0]+r[1]-1))
+	} else {
+		// Several runs: fallocate would put each as far from the one
+		// before on disk as it is in the file, and the gaps would cut
+		// the files made later into more extents. Allocate the runs'
+		// blocks one after the other from block 0 on; Place moves them
+		// to their places in the file.
+		g.cmd("fallocate", ref, "0", fmt.Sprint(n.Blocks-1))
 	}
 	g.cmd("sif", ref, "size", fmt.Sprint(n.Size))
 	b.Extents = len(g.lines)
@@ -388,6 +396,47 @@ func MarkInitialized(ino uint64, extents []Extent) []string {
 			fmt.Sprintf("replace_node %d %d %d", e.Logical, e.Len, e.Physical))
 	}
 	return append(lines, "extent_close")
+}
+
+// Place returns the commands that give inode ino, whose extents (from
+// fallocate, uninitialised) hold its runs of data one after the other
+// from block 0, the extents want: the same blocks at the runs' places in
+// the file, initialised. Each of want's extents lies in one of have's, in
+// order. The extents are rewritten from the last to the first, so that
+// every extent not yet rewritten keeps its block numbers and lies before
+// the rewritten ones; no extent is deleted, so no tree block is freed.
+func Place(ino uint64, have, want []Extent) ([]string, error) {
+	lines := []string{fmt.Sprintf("extent_open <%d>", ino)}
+	w := len(want)
+	for h := len(have) - 1; h >= 0; h-- {
+		e := have[h]
+		// want[first:w] are the pieces of e.
+		first, blocks := w, uint64(0)
+		for first > 0 && blocks < e.Len {
+			first--
+			blocks += want[first].Len
+		}
+		if blocks != e.Len || want[first].Physical != e.Physical {
+			return nil, fmt.Errorf("inode %d: extents %+v do not split into %+v", ino, have, want)
+		}
+		for k := first + 1; k < w; k++ {
+			if want[k].Physical != want[k-1].Physical+want[k-1].Len || want[k].Logical < want[k-1].Logical+want[k-1].Len {
+				return nil, fmt.Errorf("inode %d: extents %+v do not split into %+v", ino, have, want)
+			}
+		}
+		lines = append(lines,
+			fmt.Sprintf("goto_block %d", e.Logical),
+			fmt.Sprintf("replace_node %d %d %d", want[first].Logical, want[first].Len, want[first].Physical),
+			"fix_parents")
+		for k := first + 1; k < w; k++ {
+			lines = append(lines, fmt.Sprintf("insert_node --after %d %d %d", want[k].Logical, want[k].Len, want[k].Physical))
+		}
+		w = first
+	}
+	if w != 0 {
+		return nil, fmt.Errorf("inode %d: extents %+v do not split into %+v", ino, have, want)
+	}
+	return append(lines, "extent_close"), nil
 }
 
 func (g *gen) symlink(n *plan.Node, dest string) {

@@ -139,11 +139,8 @@ func Walk(ctx context.Context, opts Options) (*Tree, error) {
 }
 
 // MaxBulkRuns is the most runs of data (between blocks of zeros) a bulk
-// file may have. One: fallocate places each run as far from the previous
-// one on disk as it is in the file, where write puts the runs one after
-// the other, and the gaps it leaves cut the files made after it into more
-// extents than the plan allows for.
-const MaxBulkRuns = 1
+// file may have: each costs a few commands.
+const MaxBulkRuns = 8
 
 // markBulk marks the files of the image that are copied in bulk: those of
 // at least BulkBlocks blocks, with at most MaxBulkRuns runs of data
