@@ -237,21 +237,28 @@ func (c *bulkCopier) checkExtents(n *plan.Node, ino uint64, ext []e2fs.Extent) e
 	return nil
 }
 
+// asDebugfsgen gives extents as debugfs listed them to pkg/debugfsgen,
+// with their place in the inode's array where the tree is that array.
+func asDebugfsgen(ext []e2fs.Extent) []debugfsgen.Extent {
+	out := make([]debugfsgen.Extent, len(ext))
+	for i, e := range ext {
+		out[i] = debugfsgen.Extent{Logical: e.Logical, Physical: e.Physical, Len: e.Len, Uninit: e.Uninit, Slot: -1}
+		if e.Depth == 0 {
+			out[i].Slot = e.Entry
+		}
+	}
+	return out
+}
+
 // place returns the extents a bulk file ends with: those fallocate made,
 // or, for a file of several runs (allocated one after the other from
 // block 0), their blocks cut at the runs' ends and moved to the runs'
 // places in the file.
 func place(n *plan.Node, ext []e2fs.Extent) []debugfsgen.Extent {
-	var out []debugfsgen.Extent
 	if len(n.Data) == 1 {
-		for _, e := range ext {
-			out = append(out, debugfsgen.Extent{Logical: e.Logical, Physical: e.Physical, Len: e.Len, Uninit: true, Slot: -1})
-			if e.Depth == 0 {
-				out[len(out)-1].Slot = e.Entry
-			}
-		}
-		return out
+		return asDebugfsgen(ext)
 	}
+	var out []debugfsgen.Extent
 	r, inRun := 0, uint64(0) // the run, and how far into it
 	for _, e := range ext {
 		for done := uint64(0); done < e.Len; {
@@ -297,19 +304,19 @@ func (c *bulkCopier) takePending() ([]string, error) {
 	defer c.mu.Unlock()
 	var lines []string
 	for _, j := range c.pending {
+		var (
+			cmds []string
+			err  error
+		)
 		if len(j.node.Data) == 1 {
-			lines = append(lines, debugfsgen.MarkInitialized(j.ino, j.placed)...)
-			continue
+			cmds, err = debugfsgen.MarkInitialized(j.ino, j.placed)
+		} else {
+			cmds, err = debugfsgen.Place(j.ino, asDebugfsgen(j.extents), j.placed)
 		}
-		have := make([]debugfsgen.Extent, len(j.extents))
-		for i, e := range j.extents {
-			have[i] = debugfsgen.Extent{Logical: e.Logical, Physical: e.Physical, Len: e.Len, Uninit: true, Slot: -1}
-		}
-		place, err := debugfsgen.Place(j.ino, have, j.placed)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", j.node.Path(), err)
 		}
-		lines = append(lines, place...)
+		lines = append(lines, cmds...)
 	}
 	c.pending = nil
 	return lines, nil

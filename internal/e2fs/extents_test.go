@@ -135,14 +135,11 @@ func TestMarkInitialized(t *testing.T) {
 		ino uint64
 		ext []Extent
 	}{{inodes[0], small}, {inodes[5], fragmented}} {
-		m := make([]debugfsgen.Extent, len(f.ext))
-		for i, e := range f.ext {
-			m[i] = debugfsgen.Extent{Logical: e.Logical, Physical: e.Physical, Len: e.Len, Uninit: e.Uninit, Slot: -1}
-			if e.Depth == 0 {
-				m[i].Slot = e.Entry
-			}
+		m, err := debugfsgen.MarkInitialized(f.ino, asDebugfsgen(f.ext))
+		if err != nil {
+			t.Fatal(err)
 		}
-		marks = append(marks, debugfsgen.MarkInitialized(f.ino, m)...)
+		marks = append(marks, m...)
 	}
 	if !strings.HasPrefix(marks[0], "sif ") || !strings.Contains(strings.Join(marks, "\n"), "replace_node") {
 		t.Fatalf("want both forms of marks: %q", marks)
@@ -195,10 +192,9 @@ func TestPlace(t *testing.T) {
 		ino uint64
 		ext []Extent
 	}{{inodes[0], extents[len(lines)-2]}, {inodes[2], extents[len(lines)-1]}} {
-		var have, to []debugfsgen.Extent
+		var to []debugfsgen.Extent
 		run, in := 0, uint64(0)
 		for _, e := range f.ext {
-			have = append(have, debugfsgen.Extent{Logical: e.Logical, Physical: e.Physical, Len: e.Len, Uninit: true, Slot: -1})
 			for done := uint64(0); done < e.Len; {
 				k := min(runs[run][1]-in, e.Len-done)
 				to = append(to, debugfsgen.Extent{Logical: runs[run][0] + in, Physical: e.Physical + done, Len: k})
@@ -209,7 +205,7 @@ func TestPlace(t *testing.T) {
 				}
 			}
 		}
-		p, err := debugfsgen.Place(f.ino, have, to)
+		p, err := debugfsgen.Place(f.ino, asDebugfsgen(f.ext), to)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -252,4 +248,17 @@ func hostFiles(t *testing.T) (empty, filler string) {
 		t.Fatal(err)
 	}
 	return empty, filler
+}
+
+// asDebugfsgen is internal/build's conversion of the extents debugfs lists
+// to pkg/debugfsgen's (which this package cannot import outside tests).
+func asDebugfsgen(ext []Extent) []debugfsgen.Extent {
+	out := make([]debugfsgen.Extent, len(ext))
+	for i, e := range ext {
+		out[i] = debugfsgen.Extent{Logical: e.Logical, Physical: e.Physical, Len: e.Len, Uninit: e.Uninit, Slot: -1}
+		if e.Depth == 0 {
+			out[i].Slot = e.Entry
+		}
+	}
+	return out
 }

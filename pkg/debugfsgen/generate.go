@@ -366,42 +366,34 @@ func blockField(i int) string {
 // initialised once the content is in their blocks. Extents held in the
 // inode itself are marked by rewriting the word that holds their length
 // (the length plus 32768 marks an uninitialised extent) next to the high
-// 16 bits of their first block; others through debugfs' extent mode.
-func MarkInitialized(ino uint64, extents []Extent) []string {
+// 16 bits of their first block; others by Place, each extent replaced by
+// itself.
+func MarkInitialized(ino uint64, extents []Extent) ([]string, error) {
 	inInode := true
 	for _, e := range extents {
 		if e.Uninit && (e.Slot < 0 || e.Slot > 3 || e.Len == 0 || e.Len > 32767) {
 			inInode = false
 		}
 	}
+	if !inInode {
+		return Place(ino, extents, extents)
+	}
 	var lines []string
-	if inInode {
-		for _, e := range extents {
-			if e.Uninit {
-				// ee_block, then ee_len | ee_start_hi << 16, then
-				// ee_start_lo, after the 12-byte header.
-				word := e.Len | (e.Physical>>32)<<16
-				lines = append(lines, fmt.Sprintf("sif <%d> %s %d", ino, blockField(3+3*e.Slot+1), word))
-			}
-		}
-		return lines
-	}
-	lines = append(lines, fmt.Sprintf("extent_open <%d>", ino))
 	for _, e := range extents {
-		if !e.Uninit {
-			continue
+		if e.Uninit {
+			// ee_block, then ee_len | ee_start_hi << 16, then
+			// ee_start_lo, after the 12-byte header.
+			word := e.Len | (e.Physical>>32)<<16
+			lines = append(lines, fmt.Sprintf("sif <%d> %s %d", ino, blockField(3+3*e.Slot+1), word))
 		}
-		lines = append(lines,
-			fmt.Sprintf("goto_block %d", e.Logical),
-			fmt.Sprintf("replace_node %d %d %d", e.Logical, e.Len, e.Physical))
 	}
-	return append(lines, "extent_close")
+	return lines, nil
 }
 
-// Place returns the commands that give inode ino, whose extents (from
-// fallocate, uninitialised) hold its runs of data one after the other
-// from block 0, the extents want: the same blocks at the runs' places in
-// the file, initialised. Each of want's extents lies in one of have's, in
+// Place returns the commands that give inode ino, whose extents are have
+// (from fallocate, uninitialised; for a file of several runs, the runs'
+// blocks one after the other from block 0), the extents want, initialised:
+// the same blocks, at the runs' places in the file. Each of want's extents lies in one of have's, in
 // order. The extents are rewritten from the last to the first, so that
 // every extent not yet rewritten keeps its block numbers and lies before
 // the rewritten ones; no extent is deleted, so no tree block is freed.
