@@ -180,7 +180,7 @@ func (r *Runner) RunDebugfs(ctx context.Context, image string, s *DebugfsScript)
 	}
 	// stdout and stderr on one pipe: debugfs writes both unbuffered, so
 	// an error message follows the echo of the command that caused it.
-	pr, pw, err := os.Pipe()
+	pr, pw, err := outputPipe()
 	if err != nil {
 		return err
 	}
