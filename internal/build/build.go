@@ -257,14 +257,8 @@ func build(ctx context.Context, o Options, worstCase bool) (res *Result, err err
 	hashDone := make(chan error, 1)
 	hashCtx, cancel := context.WithCancel(ctx)
 	cancelHash = cancel
-	var logMu sync.Mutex
 	go func() {
-		hashDone <- c.Hash(hashCtx, closure.HashOptions{Root: o.Root, Verify: !o.NoVerifyHashes, Background: true,
-			Unverifiable: func(path string, err error) {
-				logMu.Lock()
-				defer logMu.Unlock()
-				log.printf("warning: %s: its NAR hash from the graph is not checked: %v", path, err)
-			}})
+		hashDone <- c.Hash(hashCtx, closure.HashOptions{Root: o.Root, Verify: !o.NoVerifyHashes, Background: true})
 	}()
 	hashWait := func() error {
 		select {

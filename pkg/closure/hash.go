@@ -12,11 +12,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
-	"strings"
 	"sync"
 	"syscall"
-
-	"github.com/nix-community/go-nix/pkg/nar"
 
 	"github.com/mkext4fs/mkext4fs/internal/sched"
 )
@@ -35,24 +32,10 @@ type HashOptions struct {
 	// Workers bounds how many store paths are hashed at once; 0 means
 	// GOMAXPROCS.
 	Workers int
-	// Unverifiable, when set, is called for a path whose graph entry
-	// carries its NAR hash and size but whose files cannot be serialized
-	// (ErrUnserializable): the graph's values are kept unchecked instead
-	// of failing. It may be called from several goroutines.
-	Unverifiable func(path string, err error)
 }
 
-// errDotDotName: go-nix's NAR writer derives entry names with filepath.Rel
-// and takes a name starting with ".." for a step up the tree, so it fails on
-// such a name (Nix itself accepts it). Say so instead of its own message.
-//
-// ErrUnserializable is that error, for callers that branch on it.
-var ErrUnserializable = errDotDotName
-
-var errDotDotName = errors.New(`file names starting with ".." cannot be serialized by the NAR writer in use (github.com/nix-community/go-nix/pkg/nar)`)
-
 // readBufferSize is the size of the reads from a file. Large reads keep the
-// number of system calls and NAR-writer calls per byte low; SHA-256 is then
+// number of system calls and writes per byte low; SHA-256 is then
 // the only per-byte cost.
 const readBufferSize = 1 << 20
 
@@ -109,12 +92,7 @@ func (c *Closure) Hash(ctx context.Context, opts HashOptions) error {
 			}
 			h := newNarHasher()
 			for i := range jobs {
-				err := c.hashSafely(ctx, h, root, &c.Paths[i])
-				if p := &c.Paths[i]; err != nil && opts.Unverifiable != nil && errors.Is(err, errDotDotName) && p.NarHash != "" && p.NarSize != 0 {
-					opts.Unverifiable(p.Path, err)
-					continue
-				}
-				if err != nil {
+				if err := c.hashSafely(ctx, h, root, &c.Paths[i]); err != nil {
 					fail(err)
 				}
 			}
@@ -195,7 +173,7 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 func newNarHasher() *narHasher {
 	h := &narHasher{sum: sha256.New(), buf: make([]byte, readBufferSize)}
 	h.count.w = h.sum
-	// The NAR writer emits its framing as many 8-byte writes; the buffer
+	// The encoder emits its framing as many 8-byte writes; the buffer
 	// turns them into few hash updates. File contents, written in large
 	// pieces, go past it.
 	h.bw = bufio.NewWriterSize(&h.count, 64<<10)
@@ -208,18 +186,12 @@ func (h *narHasher) hashPath(ctx context.Context, fsPath string) ([]byte, uint64
 	h.sum.Reset()
 	h.count.n = 0
 	h.bw.Reset(&h.count)
-	nw, err := nar.NewWriter(h.bw)
-	if err != nil {
+	e := &narEncoder{w: h.bw}
+	if err := e.begin(); err != nil {
 		return nil, 0, err
 	}
-	walkErr := h.walk(ctx, nw, fsPath, "/")
-	// Close also stops the writer's goroutine after a failed walk.
-	closeErr := nw.Close()
-	if walkErr != nil {
-		return nil, 0, walkErr
-	}
-	if closeErr != nil {
-		return nil, 0, fmt.Errorf("writing NAR of %s: %w", fsPath, closeErr)
+	if err := h.walk(ctx, e, fsPath); err != nil {
+		return nil, 0, err
 	}
 	if err := h.bw.Flush(); err != nil {
 		return nil, 0, err
@@ -227,9 +199,8 @@ func (h *narHasher) hashPath(ctx context.Context, fsPath string) ([]byte, uint64
 	return h.sum.Sum(nil), h.count.n, nil
 }
 
-// walk writes the node at fsPath, named narPath inside the NAR, and
-// everything below it.
-func (h *narHasher) walk(ctx context.Context, nw *nar.Writer, fsPath, narPath string) error {
+// walk writes the node at fsPath and everything below it.
+func (h *narHasher) walk(ctx context.Context, e *narEncoder, fsPath string) error {
 	fi, err := os.Lstat(fsPath)
 	if err != nil {
 		return err
@@ -240,10 +211,10 @@ func (h *narHasher) walk(ctx context.Context, nw *nar.Writer, fsPath, narPath st
 		if err != nil {
 			return err
 		}
-		return writeHeader(nw, fsPath, &nar.Header{Path: narPath, Type: nar.TypeSymlink, LinkTarget: target})
+		return e.symlink(target)
 
 	case mode.IsDir():
-		if err := writeHeader(nw, fsPath, &nar.Header{Path: narPath, Type: nar.TypeDirectory}); err != nil {
+		if err := e.beginDirectory(); err != nil {
 			return err
 		}
 		names, err := readDirNames(fsPath)
@@ -251,37 +222,32 @@ func (h *narHasher) walk(ctx context.Context, nw *nar.Writer, fsPath, narPath st
 			return err
 		}
 		for _, name := range names {
-			if strings.HasPrefix(name, "..") {
-				return fmt.Errorf("%s/%s: %w", fsPath, name, errDotDotName)
+			if err := e.beginEntry(name); err != nil {
+				return err
 			}
-			child := narPath + "/" + name
-			if narPath == "/" {
-				child = "/" + name
+			if err := h.walk(ctx, e, fsPath+"/"+name); err != nil {
+				return err
 			}
-			if err := h.walk(ctx, nw, fsPath+"/"+name, child); err != nil {
+			if err := e.endEntry(); err != nil {
 				return err
 			}
 		}
-		return nil
+		return e.endDirectory()
 
 	case mode.IsRegular():
 		// Nix marks a file executable when its owner may execute it.
-		hdr := &nar.Header{Path: narPath, Type: nar.TypeRegular, Size: fi.Size(), Executable: mode&0o100 != 0}
-		if err := writeHeader(nw, fsPath, hdr); err != nil {
+		size := uint64(fi.Size())
+		if err := e.beginRegular(mode&0o100 != 0, size); err != nil {
 			return err
 		}
-		return h.copyFile(ctx, nw, fsPath, fi.Size())
+		if err := h.copyFile(ctx, e, fsPath, fi.Size()); err != nil {
+			return err
+		}
+		return e.endRegular(size)
 
 	default:
 		return fmt.Errorf("%s: cannot be put in a NAR: it is a %s, not a file, directory or symlink", fsPath, typeName(mode))
 	}
-}
-
-func writeHeader(nw *nar.Writer, fsPath string, hdr *nar.Header) error {
-	if err := nw.WriteHeader(hdr); err != nil {
-		return fmt.Errorf("%s: writing NAR entry %q: %w", fsPath, hdr.Path, err)
-	}
-	return nil
 }
 
 // readDirNames lists a directory in the bytewise order NAR requires.
@@ -303,7 +269,7 @@ func readDirNames(fsPath string) ([]string, error) {
 // still has the size its header announced. It reads with plain system
 // calls: an os.File would try to register every file with the poller,
 // which costs more than reading a small file.
-func (h *narHasher) copyFile(ctx context.Context, nw *nar.Writer, fsPath string, size int64) error {
+func (h *narHasher) copyFile(ctx context.Context, e *narEncoder, fsPath string, size int64) error {
 	fd, err := openNoFollow(fsPath)
 	if err != nil {
 		return &os.PathError{Op: "open", Path: fsPath, Err: err}
@@ -327,8 +293,8 @@ func (h *narHasher) copyFile(ctx context.Context, nw *nar.Writer, fsPath string,
 		if n+int64(m) > size {
 			return fmt.Errorf("%s: file grew while it was being hashed (expected %d bytes)", fsPath, size)
 		}
-		if _, err := nw.Write(h.buf[:m]); err != nil {
-			return fmt.Errorf("%s: writing NAR: %w", fsPath, err)
+		if _, err := e.w.Write(h.buf[:m]); err != nil {
+			return err
 		}
 		n += int64(m)
 	}
