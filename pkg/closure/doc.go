@@ -35,10 +35,11 @@
 //
 // # NAR hashes
 //
-// Closure.Hash serializes each store path with go-nix's NAR writer (lstat only,
-// symlinks are never followed, directory entries in bytewise order) and hashes
-// the stream with SHA-256, in parallel across store paths and without holding
-// file contents in memory. It fills hashes the graph lacks and, on request,
+// Closure.Hash serializes each store path as a NAR (lstat only, symlinks are
+// never followed, directory entries in bytewise order; an encoder of its own,
+// held in tests to go-nix's NAR writer and to Nix) and hashes the stream with
+// SHA-256, in parallel across store paths and without holding file contents
+// in memory. It fills hashes the graph lacks and, on request,
 // checks the ones it carries.
 //
 // # Registration
