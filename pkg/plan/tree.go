@@ -30,19 +30,18 @@ func (k Kind) String() string {
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
 
-// Node is one entry of the image.
+// Node is one entry of the image. (Its fields are ordered to pack it
+// small: a closure has a node for every name.)
 type Node struct {
 	// Name is the entry's name in its parent; "" for the root.
 	Name string
-	Kind Kind
-	// Perm holds the permission, set-id and sticky bits (07777).
-	Perm     uint32
-	UID, GID uint32
 	// Host is the path the content is read from; "" for directories the
 	// tool makes itself (/, /nix, /nix/store and missing parents).
 	Host string
 	// Target is a symlink's target, byte for byte.
 	Target string
+	// StorePath is the store path the entry belongs to ("" outside the store).
+	StorePath string
 	// Size is a regular file's length in bytes.
 	Size int64
 	// Blocks is the number of 4 KiB blocks the file occupies in the image:
@@ -52,19 +51,25 @@ type Node struct {
 	Runs int64
 	// Children of a directory, sorted bytewise by name.
 	Children []*Node
+	// Data lists a bulk file's runs of blocks that are not all zeros: the
+	// first block and the number of blocks of each.
+	Data [][2]int64
 	// Primary is set, under Optimise, on a file whose content and mode equal
 	// those of an earlier file: the image stores it as a hard link to Primary.
 	Primary *Node
 	// Links is the number of names of a file in the image (1, or more for a
 	// Primary under Optimise).
 	Links int
-	// StorePath is the store path the entry belongs to ("" outside the store).
-	StorePath string
+	// Seed is, for a staged directory, the number of its non-directory
+	// children created directly.
+	Seed int
+	// Perm holds the permission, set-id and sticky bits (07777).
+	Perm     uint32
+	UID, GID uint32
+	Kind     Kind
 	// Stage marks a directory so large that the script links most of its
-	// entries in through a small staging directory (see pkg/debugfsgen);
-	// Seed is the number of its non-directory children created directly.
+	// entries in through a small staging directory (see pkg/debugfsgen).
 	Stage bool
-	Seed  int
 	// Deferred marks an entry of a staged directory that is not a seed:
 	// the script creates it in its second phase.
 	Deferred bool
@@ -76,24 +81,21 @@ type Node struct {
 	// caller copies the content into those blocks and then marks them
 	// initialised (see pkg/debugfsgen). Blocks of zeros are left out.
 	Bulk bool
-	// Data lists a bulk file's runs of blocks that are not all zeros: the
-	// first block and the number of blocks of each.
-	Data [][2]int64
 
+	extra  bool
 	parent *Node
 	id     fileID
-	extra  bool
-	digest [32]byte
+	// digest is the SHA-256 of a file's content, read under Optimise.
+	digest *[32]byte
 }
 
 // fileID identifies a host file as it was when walked, to detect changes.
 type fileID struct {
-	dev, ino      uint64
-	size          int64
-	mtime, ctime  int64
-	mode          uint32
-	nlink         uint64
-	hasIdentifier bool
+	dev, ino     uint64
+	size         int64
+	mtime, ctime int64
+	// mode is 0 for a node that was not walked (it has no host file).
+	mode, nlink uint32
 }
 
 // Path is the node's absolute path in the image.

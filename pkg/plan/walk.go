@@ -309,7 +309,7 @@ func idOf(st *unix.Stat_t) fileID {
 	return fileID{
 		dev: uint64(st.Dev), ino: uint64(st.Ino), size: st.Size,
 		mtime: st.Mtim.Nano(), ctime: st.Ctim.Nano(),
-		mode: uint32(st.Mode), nlink: uint64(st.Nlink), hasIdentifier: true,
+		mode: uint32(st.Mode), nlink: uint32(st.Nlink),
 	}
 }
 
@@ -536,7 +536,7 @@ func scanFile(n *Node, buf []byte, hash bool, bulkBlocks int64) error {
 	n.Runs = runs
 	n.Data = data
 	if hash {
-		copy(n.digest[:], h.Sum(nil))
+		n.digest = (*[32]byte)(h.Sum(nil))
 	}
 	return nil
 }
@@ -560,10 +560,10 @@ func (t *Tree) optimise() {
 	first := map[key]*Node{}
 	for _, deferred := range []bool{false, true} {
 		t.Walk(func(n *Node) bool {
-			if n.Kind != File || n.Deferred != deferred || len(n.Path()) > maxLinkPath {
+			if n.Kind != File || n.Deferred != deferred || n.digest == nil || len(n.Path()) > maxLinkPath {
 				return true
 			}
-			k := key{n.digest, n.Size, n.Perm, n.UID, n.GID}
+			k := key{*n.digest, n.Size, n.Perm, n.UID, n.GID}
 			if p, ok := first[k]; ok {
 				n.Primary = p
 				p.Links++
@@ -611,7 +611,7 @@ func (t *Tree) CheckUnchanged() error {
 		if err != nil {
 			return false
 		}
-		if n.Host == "" || !n.id.hasIdentifier {
+		if n.Host == "" || n.id.mode == 0 {
 			return true
 		}
 		var st unix.Stat_t
