@@ -1,7 +1,6 @@
 package closure
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 )
@@ -9,17 +8,6 @@ import (
 // EncodeNAR returns the NAR of the tree at fsPath, as the hasher hashes it.
 func EncodeNAR(fsPath string) ([]byte, error) {
 	var buf bytes.Buffer
-	h := newNarHasher()
-	h.bw = bufio.NewWriter(&buf)
-	e := &narEncoder{w: h.bw}
-	if err := e.begin(); err != nil {
-		return nil, err
-	}
-	if err := h.walk(context.Background(), e, fsPath); err != nil {
-		return nil, err
-	}
-	if err := h.bw.Flush(); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
+	err := newNarHasher().encode(context.Background(), &buf, fsPath)
+	return buf.Bytes(), err
 }

@@ -185,18 +185,23 @@ func newNarHasher() *narHasher {
 func (h *narHasher) hashPath(ctx context.Context, fsPath string) ([]byte, uint64, error) {
 	h.sum.Reset()
 	h.count.n = 0
-	h.bw.Reset(&h.count)
-	e := &narEncoder{w: h.bw}
-	if err := e.begin(); err != nil {
-		return nil, 0, err
-	}
-	if err := h.walk(ctx, e, fsPath); err != nil {
-		return nil, 0, err
-	}
-	if err := h.bw.Flush(); err != nil {
+	if err := h.encode(ctx, &h.count, fsPath); err != nil {
 		return nil, 0, err
 	}
 	return h.sum.Sum(nil), h.count.n, nil
+}
+
+// encode writes the NAR serialization of the file tree at fsPath to w.
+func (h *narHasher) encode(ctx context.Context, w io.Writer, fsPath string) error {
+	h.bw.Reset(w)
+	e := &narEncoder{w: h.bw}
+	if err := e.begin(); err != nil {
+		return err
+	}
+	if err := h.walk(ctx, e, fsPath); err != nil {
+		return err
+	}
+	return h.bw.Flush()
 }
 
 // walk writes the node at fsPath and everything below it.
