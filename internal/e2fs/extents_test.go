@@ -46,21 +46,10 @@ func TestBulkCommands(t *testing.T) {
 	if err := os.WriteFile(empty, nil, 0o444); err != nil {
 		t.Fatal(err)
 	}
-	var (
-		inodes  = map[int]uint64{}
-		extents = map[int][]Extent{}
-	)
-	s := &DebugfsScript{
-		Lines: []string{
-			"write " + empty + " big", "fallocate big 0 99", "sif big size 409000", "ex -l big",
-			"mkdir d", "write " + empty + " d/small", "ex -l d/small",
-		},
-		Inode:   func(i int, ino uint64) { inodes[i] = ino },
-		Extents: func(i int, e []Extent) { extents[i] = e },
-	}
-	if err := r.RunDebugfs(context.Background(), image, s); err != nil {
-		t.Fatal(err)
-	}
+	inodes, extents := runCollecting(t, r, image, []string{
+		"write " + empty + " big", "fallocate big 0 99", "sif big size 409000", "ex -l big",
+		"mkdir d", "write " + empty + " d/small", "ex -l d/small",
+	})
 	if len(inodes) != 2 || inodes[0] == 0 || inodes[5] == 0 {
 		t.Fatalf("inodes %v, want lines 0 and 5", inodes)
 	}
@@ -78,11 +67,8 @@ func TestBulkCommands(t *testing.T) {
 		fmt.Sprintf("replace_node 0 100 %d", big[0].Physical),
 		"extent_close", "ex -l big",
 	}
-	var after []Extent
-	s = &DebugfsScript{Lines: mark, Extents: func(i int, e []Extent) { after = e }}
-	if err := r.RunDebugfs(context.Background(), image, s); err != nil {
-		t.Fatal(err)
-	}
+	_, marked := runCollecting(t, r, image, mark)
+	after := marked[len(mark)-1]
 	if want := []Extent{{0, big[0].Physical, 100, false, 0, 0}}; !reflect.DeepEqual(after, want) {
 		t.Fatalf("after marking: %+v, want %+v", after, want)
 	}
@@ -118,14 +104,7 @@ func TestMarkInitialized(t *testing.T) {
 		lines = append(lines, fmt.Sprintf("fallocate fragmented %d %d", i*10, i*10+9), fmt.Sprintf("write %s f%d", filler, i))
 	}
 	lines = append(lines, "sif fragmented size 245760", "ex -l small", "ex -l fragmented")
-	inodes := map[int]uint64{}
-	extents := map[int][]Extent{}
-	s := &DebugfsScript{Lines: lines,
-		Inode:   func(i int, ino uint64) { inodes[i] = ino },
-		Extents: func(i int, e []Extent) { extents[i] = e }}
-	if err := r.RunDebugfs(context.Background(), image, s); err != nil {
-		t.Fatal(err)
-	}
+	inodes, extents := runCollecting(t, r, image, lines)
 	small, fragmented := extents[len(lines)-2], extents[len(lines)-1]
 	if len(small) != 2 || small[0].Depth != 0 || len(fragmented) != 6 || fragmented[0].Depth != 1 {
 		t.Fatalf("extents: small %+v, fragmented %+v", small, fragmented)
@@ -144,12 +123,8 @@ func TestMarkInitialized(t *testing.T) {
 	if !strings.HasPrefix(marks[0], "sif ") || !strings.Contains(strings.Join(marks, "\n"), "replace_node") {
 		t.Fatalf("want both forms of marks: %q", marks)
 	}
-	after := map[int][]Extent{}
 	marks = append(marks, "ex -l small", "ex -l fragmented")
-	s = &DebugfsScript{Lines: marks, Extents: func(i int, e []Extent) { after[i] = e }}
-	if err := r.RunDebugfs(context.Background(), image, s); err != nil {
-		t.Fatal(err)
-	}
+	_, after := runCollecting(t, r, image, marks)
 	for i, e := range append(after[len(marks)-2], after[len(marks)-1]...) {
 		if e.Uninit {
 			t.Errorf("extent %d still uninitialised: %+v", i, e)
@@ -176,14 +151,7 @@ func TestPlace(t *testing.T) {
 		lines = append(lines, fmt.Sprintf("fallocate six %d %d", i*10, i*10+9), fmt.Sprintf("write %s f%d", filler, i))
 	}
 	lines = append(lines, "sif one size 400000", "sif six size 400000", "ex -l one", "ex -l six")
-	inodes := map[int]uint64{}
-	extents := map[int][]Extent{}
-	s := &DebugfsScript{Lines: lines,
-		Inode:   func(i int, ino uint64) { inodes[i] = ino },
-		Extents: func(i int, e []Extent) { extents[i] = e }}
-	if err := r.RunDebugfs(context.Background(), image, s); err != nil {
-		t.Fatal(err)
-	}
+	inodes, extents := runCollecting(t, r, image, lines)
 	// Runs of 25 and 35 blocks at blocks 3 and 50.
 	runs := [][2]uint64{{3, 25}, {50, 35}}
 	var places []string
@@ -211,19 +179,13 @@ func TestPlace(t *testing.T) {
 		}
 		places = append(places, p...)
 	}
-	got := map[uint64][]Extent{}
 	places = append(places, fmt.Sprintf("ex -l <%d>", inodes[0]), fmt.Sprintf("ex -l <%d>", inodes[2]))
-	s = &DebugfsScript{Lines: places, Extents: func(i int, e []Extent) {
-		ino := inodes[0]
-		if i == len(places)-1 {
-			ino = inodes[2]
-		}
-		for _, x := range e {
+	_, placed := runCollecting(t, r, image, places)
+	got := map[uint64][]Extent{}
+	for i, ino := range map[int]uint64{len(places) - 2: inodes[0], len(places) - 1: inodes[2]} {
+		for _, x := range placed[i] {
 			got[ino] = append(got[ino], Extent{Logical: x.Logical, Physical: x.Physical, Len: x.Len, Uninit: x.Uninit})
 		}
-	}}
-	if err := r.RunDebugfs(context.Background(), image, s); err != nil {
-		t.Fatal(err)
 	}
 	for ino, w := range want {
 		if !reflect.DeepEqual(got[ino], w) {
@@ -248,6 +210,21 @@ func hostFiles(t *testing.T) (empty, filler string) {
 		t.Fatal(err)
 	}
 	return empty, filler
+}
+
+// runCollecting runs lines with debugfs on image and returns, by line, the
+// inode each write reported and the extents each "ex -l" listed.
+func runCollecting(t *testing.T, r *Runner, image string, lines []string) (map[int]uint64, map[int][]Extent) {
+	t.Helper()
+	inodes := map[int]uint64{}
+	extents := map[int][]Extent{}
+	s := &DebugfsScript{Lines: lines,
+		Inode:   func(i int, ino uint64) { inodes[i] = ino },
+		Extents: func(i int, e []Extent) { extents[i] = e }}
+	if err := r.RunDebugfs(context.Background(), image, s); err != nil {
+		t.Fatal(err)
+	}
+	return inodes, extents
 }
 
 // asDebugfsgen is internal/build's conversion of the extents debugfs lists
