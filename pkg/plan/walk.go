@@ -423,19 +423,11 @@ func scanFile(n *Node, buf []byte, hash bool, bulkBlocks int64) error {
 	if n.Size == 0 && !hash {
 		return nil // nothing to read; CheckUnchanged catches a change
 	}
-	// A plain descriptor: an *os.File would register with the poller.
-	fd, err := unix.Open(n.Host, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	fd, err := n.OpenFile()
 	if err != nil {
-		return fmt.Errorf("%s: %w", describe(n.Host, n.StorePath), &os.PathError{Op: "open", Path: n.Host, Err: err})
+		return err
 	}
 	defer unix.Close(fd)
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		return fmt.Errorf("%s: fstat %s: %w", describe(n.Host, n.StorePath), n.Host, err)
-	}
-	if id := idOf(&st); id.dev != n.id.dev || id.ino != n.id.ino || id.size != n.id.size {
-		return fmt.Errorf("%s: %s changed while it was being read", describe(n.Host, n.StorePath), n.Host)
-	}
 	var (
 		h       = sha256.New()
 		blocks  int64
@@ -494,7 +486,7 @@ func scanFile(n *Node, buf []byte, hash bool, bulkBlocks int64) error {
 		}
 		return nil
 	}
-	size := st.Size
+	size := n.Size // OpenFile checked it is still the file's size
 	if hash || size <= readWhole {
 		// The digest needs every byte, holes included. A small file is
 		// read in one go too: a hole reads as zeros, and blocks of zeros
@@ -577,7 +569,8 @@ func (t *Tree) optimise() {
 
 // OpenFile opens a regular file's host file for reading, never following a
 // symlink, and checks that it is the file that was walked, of the same
-// size. The caller closes the descriptor.
+// size. The caller closes the descriptor (a plain one: an *os.File would
+// register with the poller, which costs more than reading a small file).
 func (n *Node) OpenFile() (int, error) {
 	if n.Kind != File || n.Host == "" {
 		return -1, fmt.Errorf("%s: not a file read from the host", n.Path())
