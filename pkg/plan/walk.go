@@ -87,7 +87,7 @@ func Walk(ctx context.Context, opts Options) (*Tree, error) {
 	store.GID = NixbldGID
 	t.Store = store
 
-	w := &walker{ctx: ctx, opts: opts}
+	w := &walker{ctx: ctx, opts: opts, buf: make([]byte, readWhole)}
 	for _, sp := range opts.StorePaths {
 		name := strings.TrimPrefix(sp, storeDir+"/")
 		if name == sp || name == "" || strings.Contains(name, "/") || name == "." || name == ".." {
@@ -165,9 +165,9 @@ func (w *walker) markBulk() {
 // order.
 func (w *walker) walkStore(store *Node, storeDir string) error {
 	type result struct {
-		n          *Node
-		files, all []*Node
-		err        error
+		n                   *Node
+		files, pending, all []*Node
+		err                 error
 	}
 	paths := w.opts.StorePaths
 	results := make([]result, len(paths))
@@ -181,15 +181,16 @@ func (w *walker) walkStore(store *Node, storeDir string) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			buf := make([]byte, readWhole)
 			for i := range next {
 				sp := paths[i]
 				host := filepath.Join(w.opts.Root, sp)
 				if w.opts.Root == "" {
 					host = sp
 				}
-				sub := &walker{ctx: w.ctx, opts: w.opts}
+				sub := &walker{ctx: w.ctx, opts: w.opts, buf: buf}
 				n, err := sub.walk(host, strings.TrimPrefix(sp, storeDir+"/"), sp, w.opts.UID, w.opts.GID)
-				results[i] = result{n, sub.files, sub.all, err}
+				results[i] = result{n, sub.files, sub.pending, sub.all, err}
 			}
 		}()
 	}
@@ -206,6 +207,7 @@ func (w *walker) walkStore(store *Node, storeDir string) error {
 			return err
 		}
 		w.files = append(w.files, r.files...)
+		w.pending = append(w.pending, r.pending...)
 		w.all = append(w.all, r.all...)
 	}
 	return nil
@@ -216,10 +218,13 @@ func isUnder(p, dir string) bool {
 }
 
 type walker struct {
-	ctx   context.Context
-	opts  Options
-	files []*Node
-	all   []*Node
+	ctx  context.Context
+	opts Options
+	// files are the regular files, all; pending those left for scan.
+	files, pending []*Node
+	all            []*Node
+	// buf holds small files read during the walk.
+	buf []byte
 }
 
 // walk reads the host entry at host (never following a symlink) as the
@@ -232,7 +237,20 @@ func (w *walker) walk(host, name, storePath string, uid, gid uint32) (*Node, err
 	if err := unix.Lstat(host, &st); err != nil {
 		return nil, fmt.Errorf("%s: %w", describe(host, storePath), &os.PathError{Op: "lstat", Path: host, Err: err})
 	}
-	n := &Node{Name: name, Perm: uint32(st.Mode) & 0o7777, UID: uid, GID: gid, Host: host, StorePath: storePath, id: idOf(&st)}
+	return w.entry(unix.AT_FDCWD, host, host, name, storePath, uid, gid, &st, 0)
+}
+
+// maxOpenDepth is the depth below which the walk holds a descriptor for
+// each directory on its way down; deeper, it looks up whole paths, so a
+// tree of any depth needs a bounded number of descriptors.
+const maxOpenDepth = 32
+
+// entry makes the node of a host entry whose lstat is st; at names it
+// relative to the directory open at dirfd (or is host, with AT_FDCWD).
+// Directories are read through descriptors, so that each name is looked
+// up once in its own directory rather than along the whole path.
+func (w *walker) entry(dirfd int, at, host, name, storePath string, uid, gid uint32, st *unix.Stat_t, depth int) (*Node, error) {
+	n := &Node{Name: name, Perm: uint32(st.Mode) & 0o7777, UID: uid, GID: gid, Host: host, StorePath: storePath, id: idOf(st)}
 	w.all = append(w.all, n)
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFREG:
@@ -240,23 +258,64 @@ func (w *walker) walk(host, name, storePath string, uid, gid uint32) (*Node, err
 		n.Size = st.Size
 		n.Links = 1
 		w.files = append(w.files, n)
+		if w.buf == nil || n.Size > readWhole {
+			w.pending = append(w.pending, n)
+			return n, nil
+		}
+		// A small file is read now, from its directory.
+		if err := scanSafely(n, w.buf, w.opts.Optimise, w.opts.BulkBlocks, func() (int, error) { return n.openAt(dirfd, at) }); err != nil {
+			return nil, err
+		}
 	case unix.S_IFLNK:
 		n.Kind = Symlink
 		n.Perm = 0o777
-		target, err := os.Readlink(host)
+		target, err := readlinkAt(dirfd, at)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", describe(host, storePath), err)
+			return nil, fmt.Errorf("%s: %w", describe(host, storePath), &os.PathError{Op: "readlink", Path: host, Err: err})
 		}
 		n.Target = target
 	case unix.S_IFDIR:
 		n.Kind = Dir
-		names, err := readDirNames(host)
+		fd, err := unix.Openat(dirfd, at, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", describe(host, storePath), err)
+			return nil, fmt.Errorf("%s: %w", describe(host, storePath), &os.PathError{Op: "open", Path: host, Err: err})
+		}
+		names, err := readDirNames(fd)
+		if err != nil {
+			unix.Close(fd)
+			return nil, fmt.Errorf("%s: %w", describe(host, storePath), &os.PathError{Op: "readdirent", Path: host, Err: err})
+		}
+		if depth >= maxOpenDepth {
+			unix.Close(fd)
+			fd = unix.AT_FDCWD
+		} else {
+			defer unix.Close(fd)
 		}
 		n.Children = make([]*Node, 0, len(names))
 		for _, cn := range names {
-			c, err := w.walk(filepath.Join(host, cn), cn, storePath, uid, gid)
+			if err := w.ctx.Err(); err != nil {
+				return nil, err
+			}
+			ch := host + "/" + cn
+			if strings.HasSuffix(host, "/") {
+				ch = host + cn
+			}
+			at := cn
+			if fd == unix.AT_FDCWD {
+				at = ch
+			}
+			var cst unix.Stat_t
+			if len(ch) >= unix.PathMax {
+				// Walked through descriptors it could be read, but
+				// nothing could open it by its path later.
+				err = unix.ENAMETOOLONG
+			} else {
+				err = unix.Fstatat(fd, at, &cst, unix.AT_SYMLINK_NOFOLLOW)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", describe(ch, storePath), &os.PathError{Op: "lstat", Path: ch, Err: err})
+			}
+			c, err := w.entry(fd, at, ch, cn, storePath, uid, gid, &cst, depth+1)
 			if err != nil {
 				return nil, err
 			}
@@ -268,6 +327,21 @@ func (w *walker) walk(host, name, storePath string, uid, gid uint32) (*Node, err
 			describe(host, storePath), os.FileMode(0).Type()|fileModeType(st.Mode))
 	}
 	return n, nil
+}
+
+// readlinkAt reads the target of the symlink name in the directory open at
+// dirfd.
+func readlinkAt(dirfd int, name string) (string, error) {
+	for size := 256; ; size *= 2 {
+		b := make([]byte, size)
+		n, err := unix.Readlinkat(dirfd, name, b)
+		if err != nil {
+			return "", err
+		}
+		if n < size {
+			return string(b[:n]), nil
+		}
+	}
 }
 
 func fileModeType(m uint32) os.FileMode {
@@ -291,15 +365,22 @@ func describe(host, storePath string) string {
 	return host
 }
 
-func readDirNames(dir string) ([]string, error) {
-	f, err := os.Open(dir)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	names, err := f.Readdirnames(-1)
-	if err != nil {
-		return nil, err
+// readDirNames lists the directory open at fd, sorted bytewise.
+func readDirNames(fd int) ([]string, error) {
+	buf := make([]byte, 32<<10)
+	var names []string
+	for {
+		n, err := unix.ReadDirent(fd, buf)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if n <= 0 {
+			break
+		}
+		_, _, names = unix.ParseDirent(buf[:n], -1, names)
 	}
 	sort.Strings(names)
 	return names, nil
@@ -350,8 +431,10 @@ func (w *walker) addFiles(t *Tree, dir string) error {
 	return merge(t.Root, src)
 }
 
-// scan reads every regular file once: it counts the blocks debugfs will
-// store and, under Optimise, hashes the content.
+// scan reads the regular files the walk left, those over readWhole bytes,
+// several at a time (the walk reads the others in their directories):
+// like the walk's reads, it counts the blocks debugfs will store and, under
+// Optimise, hashes the content.
 func (w *walker) scan() error {
 	workers := w.opts.Workers
 	if workers <= 0 {
@@ -371,7 +454,7 @@ func (w *walker) scan() error {
 			defer wg.Done()
 			buf := make([]byte, 1<<20)
 			for n := range jobs {
-				if err := scanSafely(n, buf, w.opts.Optimise, w.opts.BulkBlocks); err != nil {
+				if err := scanSafely(n, buf, w.opts.Optimise, w.opts.BulkBlocks, n.OpenFile); err != nil {
 					mu.Lock()
 					if firstErr == nil {
 						firstErr = err
@@ -382,7 +465,7 @@ func (w *walker) scan() error {
 			}
 		}()
 	}
-	for _, n := range w.files {
+	for _, n := range w.pending {
 		select {
 		case jobs <- n:
 		case <-ctx.Done():
@@ -401,13 +484,13 @@ func (w *walker) scan() error {
 
 // scanSafely is scanFile with a bug turned into an error: a panic in a
 // worker goroutine would end the program, past the command's recovery.
-func scanSafely(n *Node, buf []byte, hash bool, bulkBlocks int64) (err error) {
+func scanSafely(n *Node, buf []byte, hash bool, bulkBlocks int64, open func() (int, error)) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("%s: internal error while reading it (please report it): %v", n.Host, r)
 		}
 	}()
-	return scanFile(n, buf, hash, bulkBlocks)
+	return scanFile(n, buf, hash, bulkBlocks, open)
 }
 
 var zeroBlock [BlockSize]byte
@@ -416,14 +499,16 @@ var zeroBlock [BlockSize]byte
 // looked through for holes with SEEK_DATA and SEEK_HOLE.
 const readWhole = 64 << 10
 
-func scanFile(n *Node, buf []byte, hash bool, bulkBlocks int64) error {
+// scanFile reads file n, opened by open, and sets its Blocks, Runs, Data
+// and, with hash, its digest.
+func scanFile(n *Node, buf []byte, hash bool, bulkBlocks int64, open func() (int, error)) error {
 	// A file that may go in bulk: note where its data is.
 	record := bulkBlocks > 0 && (n.Size+BlockSize-1)/BlockSize >= bulkBlocks
 	var data [][2]int64
 	if n.Size == 0 && !hash {
 		return nil // nothing to read; CheckUnchanged catches a change
 	}
-	fd, err := n.OpenFile()
+	fd, err := open()
 	if err != nil {
 		return err
 	}
@@ -575,7 +660,13 @@ func (n *Node) OpenFile() (int, error) {
 	if n.Kind != File || n.Host == "" {
 		return -1, fmt.Errorf("%s: not a file read from the host", n.Path())
 	}
-	fd, err := unix.Open(n.Host, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	return n.openAt(unix.AT_FDCWD, n.Host)
+}
+
+// openAt is OpenFile with the file named at relative to the directory open
+// at dirfd.
+func (n *Node) openAt(dirfd int, at string) (int, error) {
+	fd, err := unix.Openat(dirfd, at, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return -1, fmt.Errorf("%s: %w", describe(n.Host, n.StorePath), &os.PathError{Op: "open", Path: n.Host, Err: err})
 	}

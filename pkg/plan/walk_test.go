@@ -2,6 +2,7 @@ package plan
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -202,5 +203,72 @@ func TestWalkRejects(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want an error with %q", tc.path, err, tc.want)
 		}
+	}
+}
+
+// TestWalkThroughDescriptors checks the walk that reads directories through
+// descriptors against plain path calls: a directory whose listing takes many
+// reads, a symlink target longer than the first guess, a small file, read
+// during the walk, with a block of zeros in it, and one below directories
+// nested deeper than the walk keeps descriptors for.
+func TestWalkThroughDescriptors(t *testing.T) {
+	const names = 3000
+	long := strings.Repeat("t", 3000)
+	small := append(append([]byte(strings.Repeat("a", BlockSize)), make([]byte, BlockSize)...), "end"...)
+	tree, p := walkStore(t, func(p string) error {
+		dir := filepath.Join(p, "many")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		for i := 0; i < names; i++ {
+			name := fmt.Sprintf("%04d-%s", i, strings.Repeat("n", 200))
+			if err := os.WriteFile(filepath.Join(dir, name), nil, 0o644); err != nil {
+				return err
+			}
+		}
+		if err := os.Symlink(long, filepath.Join(p, "link")); err != nil {
+			return err
+		}
+		deep := filepath.Join(p, strings.Repeat("d/", maxOpenDepth+8))
+		if err := os.MkdirAll(deep, 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(deep, "small"), small, 0o644); err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(p, "small"), small, 0o644)
+	}, Options{})
+	sp := tree.Store.Children[0]
+	many := sp.Child("many")
+	want, err := os.ReadDir(filepath.Join(p, "many"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if many == nil || len(many.Children) != len(want) || len(want) != names {
+		t.Fatalf("many: walked %d entries, want %d", len(many.Children), len(want))
+	}
+	for i, e := range want {
+		if c := many.Children[i]; c.Name != e.Name() || c.Host != filepath.Join(p, "many", e.Name()) || c.Kind != File {
+			t.Fatalf("entry %d: walked %q (%s, host %s), want %q", i, c.Name, c.Kind, c.Host, e.Name())
+		}
+	}
+	if l := sp.Child("link"); l.Target != long {
+		t.Errorf("link: walked a target of %d bytes, want %d", len(l.Target), len(long))
+	}
+	deep := sp
+	for deep.Child("d") != nil {
+		deep = deep.Child("d")
+	}
+	for _, dir := range []*Node{sp, deep} {
+		s := dir.Child("small")
+		if s == nil {
+			t.Fatalf("%s: no small file", dir.Host)
+		}
+		if s.Host != filepath.Join(dir.Host, "small") || s.Blocks != 2 || s.Runs != 2 {
+			t.Errorf("%s: walked %d blocks in %d runs, want 2 in 2", s.Host, s.Blocks, s.Runs)
+		}
+	}
+	if deep.Host != filepath.Join(p, strings.Repeat("d/", maxOpenDepth+8)) {
+		t.Errorf("deepest directory walked: %s", deep.Host)
 	}
 }
