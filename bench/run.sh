@@ -10,8 +10,9 @@
 # interleaved, several runs each, with GNU time (wall, user, sys, peak RSS of
 # the biggest process), then a scaling series (a and b on corpora of N names,
 # and on one directory of N entries), and prints a Markdown table for the
-# README. The page cache is warm (the corpus is read once before the runs,
-# nothing is dropped); every run starts after a sync.
+# README. The page cache is warm (the corpus is read before every run, as
+# the kernel may reclaim pages it has not used for a while; nothing is
+# dropped); every run starts after a sync.
 #
 # Usage: bench/run.sh [--quick] [--scale S] [--runs N] [--seed N] [--work DIR]
 #                     [--methods abcder] [--no-series] [--series-runs N]
@@ -164,6 +165,9 @@ measure() {
 	local b_bytes=$(((bytes + entries * 4096) * 13 / 10 + (64 << 20)))
 	[ "$b_bytes" -lt $((entries * 16384 * 12 / 10)) ] && b_bytes=$((entries * 16384 * 12 / 10))
 	b_bytes=$(((b_bytes + (1 << 20) - 1) >> 20 << 20))
+	# Memory reclaim (such as DAMON's) may have dropped pages of the corpus
+	# since the last run: every method starts from a warm cache.
+	tar -C "$c/root" -cf - . | cat >/dev/null
 	sync
 	load=$(cut -d' ' -f1 /proc/loadavg)
 	tf=$out.time

@@ -328,7 +328,7 @@ func run(dir string, w io.Writer) error {
 		return &stats{wall: math.NaN(), user: math.NaN(), sys: math.NaN(), rssMiB: math.NaN(), imageMiB: math.NaN()}
 	}
 
-	fmt.Fprintf(w, "Machine: %s CPUs (%s), %s RAM, %s, %s on the work directory; e2fsprogs %s, libfaketime %s, %s; mkext4fs %s (%s). Measured %s, page cache warm (nothing dropped, a sync before every run).\n\n",
+	fmt.Fprintf(w, "Machine: %s CPUs (%s), %s RAM, %s, %s on the work directory; e2fsprogs %s, libfaketime %s, %s; mkext4fs %s (%s). Measured %s, page cache warm (the corpus read before every run, nothing dropped, a sync before every run).\n\n",
 		machine["nproc"], machine["cpu"], machine["memory"], machine["kernel"], machine["filesystem"],
 		machine["e2fsprogs"], machine["faketime"], machine["go"], machine["mkext4fs"], machine["mkext4fs_commit"], machine["date"])
 	fmt.Fprintf(w, "Corpus (`go run ./bench/corpus -scale %s -seed %s`): %s store paths, %s names (%s inodes: %s directories, %s files, %s symlinks of which %s longer than 60 bytes, %s extra hardlinks), %s in regular files, largest file %s, biggest directory %s entries.\n\n",
