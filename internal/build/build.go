@@ -151,7 +151,9 @@ func Prepare(ctx context.Context, o *Options) (*Prepared, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--registration-path: %w", err)
 	}
-	s, err := debugfsgen.Generate(t, debugfsgen.Options{Empty: empty})
+	// A build merges staged directories itself; a script alone links
+	// their entries in.
+	s, err := debugfsgen.Generate(t, debugfsgen.Options{Empty: empty, Merge: o.emptyDir != ""})
 	if err != nil {
 		return nil, err
 	}
@@ -285,7 +287,7 @@ func build(ctx context.Context, o Options, worstCase bool) (res *Result, err err
 	if err := r.WriteConfig(mkfsFeatures); err != nil {
 		return nil, err
 	}
-	need := t.Need(plan.Geometry{MetadataCsum: csum, WorstCasePeak: worstCase})
+	need := t.Need(plan.Geometry{MetadataCsum: csum, WorstCasePeak: worstCase, Merge: len(prep.Script.Merges) > 0})
 	geo, err := fitSize(ctx, r, work, &o, need)
 	if err != nil {
 		return nil, hostSpace(err, dir)
@@ -308,48 +310,46 @@ func build(ctx context.Context, o Options, worstCase bool) (res *Result, err err
 		return nil, err
 	}
 	defer copier.close()
-	total := prep.Script.Lines()
-	done := 0
-	progress, endProgress := newProgress(log, total, o.LiveProgress)
+	merges := newMerger(prep.Script)
+	progress, endProgress := newProgress(log, prep.Script.Lines(), o.LiveProgress)
 	defer endProgress()
-	for i, lines := range prep.Script.Phases {
-		if i > 0 {
-			if err := r.Optimize(ctx, image); err != nil {
-				return nil, hostSpace(err, dir)
-			}
-			phase("index")
+	// A build's script has one phase: staged directories are merged.
+	if len(prep.Script.Phases) != 1 {
+		return nil, fmt.Errorf("internal error: a script of %d phases", len(prep.Script.Phases))
+	}
+	lines := prep.Script.Phases[0]
+	// Directory hashes the same on every build host: mke2fs marks them
+	// signed or unsigned by the host's char type.
+	first := []string{"ssv flags 1"}
+	script, allocated, err := copier.script(prep.Script, 0, first, lines, progress)
+	if err != nil {
+		return nil, err
+	}
+	merges.hook(script, len(script.Lines)-len(lines))
+	if err := r.RunDebugfs(ctx, image, script); err != nil {
+		if changed := t.CheckUnchanged(); changed != nil {
+			return nil, changed // the cause, with the file's path
 		}
-		var first []string
-		if i == 0 {
-			// Directory hashes the same on every build host: mke2fs marks
-			// them signed or unsigned by the host's char type.
-			first = []string{"ssv flags 1"}
-		}
-		base := done
-		script, allocated, err := copier.script(prep.Script, i, first, lines, func(n int) { progress(base + n) })
-		if err != nil {
-			return nil, err
-		}
-		if err := r.RunDebugfs(ctx, image, script); err != nil {
+		return nil, imageSpace(hostSpace(err, dir), need, geo)
+	}
+	if err := allocated(); err != nil {
+		return nil, err
+	}
+	// The copies end before e2fsck or another debugfs opens the image.
+	if err := copier.wait(); err != nil {
+		return nil, hostSpace(err, dir)
+	}
+	endProgress()
+	phase("populate")
+
+	if len(prep.Script.Merges) > 0 {
+		if err := merge(ctx, r, copier, merges, t, image); err != nil {
 			if changed := t.CheckUnchanged(); changed != nil {
-				return nil, changed // the cause, with the file's path
+				return nil, changed
 			}
 			return nil, imageSpace(hostSpace(err, dir), need, geo)
 		}
-		if err := allocated(); err != nil {
-			return nil, err
-		}
-		// The copies end before e2fsck or another debugfs opens the image.
-		if err := copier.wait(); err != nil {
-			return nil, hostSpace(err, dir)
-		}
-		done += len(lines)
-		endProgress()
-		if i == 0 {
-			phase("populate")
-		} else {
-			phase("populate_staged")
-		}
+		phase("merge")
 	}
 
 	if err := hashWait(); err != nil {

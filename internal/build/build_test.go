@@ -189,6 +189,9 @@ func testRoundTrip(t *testing.T, s *imagetest.Store, bulk int64) (used int64) {
 	if res.Report.Inodes.Used == 0 {
 		t.Error("report has no inode counts")
 	}
+	if _, ok := res.Report.Seconds["merge"]; !ok {
+		t.Error("no large directory was merged: the store's big directory went another way")
+	}
 	if files := res.Report.Bulk.Files; (bulk < 0) != (files == 0) {
 		t.Errorf("%d files copied in bulk with BulkBlocks %d", files, bulk)
 	}

@@ -90,12 +90,14 @@ type bulkCopier struct {
 }
 
 // bulkJob is one bulk file, where debugfs allocated it and where its
-// extents go (placed).
+// extents go (placed); or, with merge set, the new blocks of a merged
+// directory.
 type bulkJob struct {
 	node    *plan.Node
 	ino     uint64
 	extents []e2fs.Extent
 	placed  []debugfsgen.Extent
+	merge   *mergeJob
 }
 
 func newBulkCopier(ctx context.Context, image string, blocks uint64) (*bulkCopier, error) {
@@ -132,7 +134,11 @@ func (c *bulkCopier) worker() {
 	buf := make([]byte, 1<<20)
 	for j := range c.jobs {
 		if !c.failed() && c.ctx.Err() == nil {
-			n, err := c.copyFile(j, buf)
+			write := c.copyFile
+			if j.merge != nil {
+				write = c.copyMerge
+			}
+			n, err := write(j, buf)
 			if err != nil {
 				c.fail(err)
 			}
@@ -277,7 +283,34 @@ func place(n *plan.Node, ext []e2fs.Extent) []debugfsgen.Extent {
 
 // add queues a file's copy; add is called in script order.
 func (c *bulkCopier) add(n *plan.Node, ino uint64, ext []e2fs.Extent) {
-	j := &bulkJob{node: n, ino: ino, extents: ext, placed: place(n, ext)}
+	c.queue(&bulkJob{node: n, ino: ino, extents: ext, placed: place(n, ext)})
+}
+
+// addMerge queues the writing of a merged directory's new blocks, which
+// debugfs allocated as ext lists them.
+func (c *bulkCopier) addMerge(m *mergeJob, ext []e2fs.Extent) error {
+	want := uint64(len(m.content) / plan.BlockSize)
+	next := m.from
+	for _, e := range ext {
+		if e.Logical < m.from {
+			if e.Uninit || e.Logical+e.Len > m.from {
+				return fmt.Errorf("%s: unexpected extents after fallocate: %+v", m.dir.Path(), ext)
+			}
+			continue
+		}
+		if !e.Uninit || e.Logical != next || e.Len == 0 || e.Physical == 0 || e.Physical+e.Len > c.blocks || e.Physical+e.Len < e.Physical {
+			return fmt.Errorf("%s: unexpected extents after fallocate: %+v", m.dir.Path(), ext)
+		}
+		next += e.Len
+	}
+	if next != m.from+want {
+		return fmt.Errorf("%s: fallocate allocated blocks %d to %d, want %d to %d", m.dir.Path(), m.from, next, m.from, m.from+want)
+	}
+	c.queue(&bulkJob{node: m.dir, ino: m.ino, extents: ext, placed: asDebugfsgen(ext), merge: m})
+	return nil
+}
+
+func (c *bulkCopier) queue(j *bulkJob) {
 	c.mu.Lock()
 	c.pending = append(c.pending, j)
 	c.mu.Unlock()
@@ -308,7 +341,7 @@ func (c *bulkCopier) takePending() ([]string, error) {
 			cmds []string
 			err  error
 		)
-		if len(j.node.Data) == 1 {
+		if j.merge != nil || len(j.node.Data) == 1 {
 			cmds, err = debugfsgen.MarkInitialized(j.ino, j.placed)
 		} else {
 			cmds, err = debugfsgen.Place(j.ino, asDebugfsgen(j.extents), j.placed)
@@ -389,6 +422,21 @@ func (c *bulkCopier) copyFile(j *bulkJob, buf []byte) (int64, error) {
 		return done, fmt.Errorf("%s: %s changed during the build: %w", n.Describe(), n.Host, err)
 	}
 	return done, nil
+}
+
+// copyMerge writes a merged directory's new blocks.
+func (c *bulkCopier) copyMerge(j *bulkJob, _ []byte) (int64, error) {
+	m := j.merge
+	for _, e := range j.extents {
+		if e.Logical < m.from {
+			continue
+		}
+		from := (e.Logical - m.from) * plan.BlockSize
+		if _, err := c.image.WriteAt(m.content[from:from+e.Len*plan.BlockSize], int64(e.Physical)*plan.BlockSize); err != nil {
+			return 0, fmt.Errorf("write the entries of %s into the image: %w", m.dir.Path(), err)
+		}
+	}
+	return 0, nil
 }
 
 // preadFull reads len(b) bytes at off unless the file ends first.

@@ -47,8 +47,9 @@ type Report struct {
 	} `json:"bulk"`
 	StorePaths []StorePathReport `json:"store_paths"`
 	// Seconds per phase: plan (closure, walk, script), size, mkfs,
-	// populate (first debugfs), index (e2fsck -fyD), populate_staged
-	// (second debugfs), hash_wait (hashing runs during populate: what was
+	// populate (first debugfs), merge (large directories' entries read
+	// from their chunk directories and written into their own blocks; a
+	// second debugfs), hash_wait (hashing runs during populate: what was
 	// left of it), registration, checksums (tune2fs, e2fsck -fyD), check
 	// (e2fsck -fn, plan checks), compress, total.
 	Seconds map[string]float64 `json:"seconds"`

@@ -273,7 +273,7 @@ func (r *Runner) RunDebugfs(ctx context.Context, image string, s *DebugfsScript)
 		case strings.HasPrefix(prev, "goto_block ") && extentNodeRE.MatchString(line):
 		case (strings.HasPrefix(prev, "replace_node ") || strings.HasPrefix(prev, "insert_node ")) &&
 			extentNodeRE.MatchString(line) && !strings.Contains(line, "UNINIT"):
-		case line == "" && (strings.HasPrefix(prev, "rmdir ") || strings.HasPrefix(prev, "rm ")):
+		case line == "" && (strings.HasPrefix(prev, "rmdir ") || strings.HasPrefix(prev, "rm ") || strings.HasPrefix(prev, "kill_file ")):
 			// kill_file_by_inode ends its (empty) report with a newline.
 		default:
 			report(line)

@@ -20,6 +20,31 @@ type Options struct {
 	// Empty returns the host path of an empty regular file with the given
 	// permission bits. It is needed when the tree has Bulk files.
 	Empty func(perm uint32) (string, error)
+	// Merge makes the deferred entries of staged directories in chunk
+	// directories of the staging directory, in the first phase, for the
+	// caller to merge into their directories (Script.Merges, MergeLines).
+	// Without it a second phase links them in one by one: three commands
+	// an entry, and a script that makes the image by itself.
+	Merge bool
+}
+
+// Merge is a staged directory whose deferred entries the first phase made
+// in chunk directories (plan.Chunks). The caller reads the chunks' entries
+// out of the image and writes them into new blocks of the directory.
+type Merge struct {
+	Dir *plan.Node
+	// Extents indexes, in the first phase, the "ex -l" command that lists
+	// the directory's blocks once its other entries are made.
+	Extents int
+	Chunks  []Chunk
+}
+
+// Chunk is a chunk directory and the entries made in it, in order.
+type Chunk struct {
+	Path    string
+	Entries []*plan.Node
+	// Extents indexes the "ex -l" command that lists its blocks.
+	Extents int
 }
 
 // BulkFile is a Bulk file of the tree as the script leaves it: created
@@ -44,6 +69,8 @@ type Script struct {
 	Writes int
 	// Bulk lists the Bulk files in script order.
 	Bulk []BulkFile
+	// Merges lists the staged directories to merge, under Options.Merge.
+	Merges []Merge
 }
 
 // Bytes returns a phase as debugfs reads it.
@@ -75,11 +102,14 @@ type gen struct {
 	lines   []string
 	hostCwd string
 	staging string
-	writes  int
-	empty   func(perm uint32) (string, error)
-	phase   int
-	bulk    []BulkFile
-	err     error
+	// made holds where the first phase made the entries of chunk
+	// directories, for the hard links made to them.
+	made   map[*plan.Node]string
+	writes int
+	empty  func(perm uint32) (string, error)
+	phase  int
+	bulk   []BulkFile
+	err    error
 }
 
 // Generate writes the script that populates an image, freshly made by
@@ -98,14 +128,18 @@ func Generate(t *plan.Tree, opts Options) (*Script, error) {
 	g.dir(t.Root)
 	g.cur = nil
 	g.cmd("cd", "/")
-	g.linkCounts(t, false)
+	var merges []Merge
+	if opts.Merge && t.HasStaged() {
+		merges = g.chunked(t)
+	}
+	g.linkCounts(t, false, pathOf)
 	if g.err != nil {
 		return nil, g.err
 	}
-	s := &Script{Phases: [][]string{g.lines}}
+	s := &Script{Phases: [][]string{g.lines}, Merges: merges}
 	// Each phase is a new debugfs, in the directory it was started in.
 	g.lines, g.hostCwd, g.phase = nil, "", 1
-	if t.HasStaged() {
+	if t.HasStaged() && !opts.Merge {
 		g.cmd("cd", "/")
 		g.cmd("mkdir", staging)
 		t.Walk(func(n *plan.Node) bool {
@@ -117,7 +151,7 @@ func Generate(t *plan.Tree, opts Options) (*Script, error) {
 		g.cur = nil
 		g.cmd("cd", "/")
 		g.cmd("rmdir", g.staging)
-		g.linkCounts(t, true)
+		g.linkCounts(t, true, pathOf)
 	}
 	if g.err != nil {
 		return nil, g.err
@@ -494,27 +528,159 @@ func (g *gen) staged(n *plan.Node) {
 		g.cur = c
 		g.checkName(c)
 		tmp := g.staging + "/" + c.Name
-		switch {
-		case c.Kind == plan.File && c.Primary != nil:
-			g.cmd("ln", c.Primary.Path(), tmp)
-		case c.Kind == plan.File:
-			g.file(c, tmp, tmp)
-			g.attrs(tmp, c, false)
-		case c.Kind == plan.Symlink:
-			g.symlink(c, tmp)
-			g.attrs(tmp, c, false)
-		default:
-			g.fail(c, fmt.Errorf("a %s cannot be staged", c.Kind))
-		}
+		g.deferred(c, tmp, tmp)
 		g.cmd("ln", tmp, ".")
 		g.cmd("unlink", tmp)
 	}
 }
 
+// deferred makes the deferred entry c as dest; ref names it in commands
+// that take an inode.
+func (g *gen) deferred(c *plan.Node, dest, ref string) {
+	switch {
+	case c.Kind == plan.File && c.Primary != nil:
+		g.cmd("ln", g.pathOf(c.Primary), dest)
+	case c.Kind == plan.File:
+		g.file(c, dest, ref)
+		g.attrs(ref, c, false)
+	case c.Kind == plan.Symlink:
+		g.symlink(c, dest)
+		g.attrs(ref, c, false)
+	default:
+		g.fail(c, fmt.Errorf("a %s cannot be staged", c.Kind))
+	}
+}
+
+// pathOf is where n is in the image while the script runs: in its chunk
+// directory until it is merged.
+func (g *gen) pathOf(n *plan.Node) string {
+	if p, ok := g.made[n]; ok {
+		return p
+	}
+	return n.Path()
+}
+
+// chunked makes, in the first phase, the deferred entries of every staged
+// directory in chunk directories of the staging directory, and lists the
+// blocks of the chunks and of the directory for the caller to merge.
+func (g *gen) chunked(t *plan.Tree) []Merge {
+	g.made = map[*plan.Node]string{}
+	var merges []Merge
+	k := 0
+	t.Walk(func(n *plan.Node) bool {
+		if n.Kind != plan.Dir || !n.Stage || g.err != nil {
+			return g.err == nil
+		}
+		chunks := plan.Chunks(n)
+		if len(chunks) == 0 {
+			return true // only subdirectories: nothing deferred
+		}
+		if merges == nil {
+			g.cmd("mkdir", g.staging)
+		}
+		m := Merge{Dir: n}
+		for _, entries := range chunks {
+			c := Chunk{Path: fmt.Sprintf("%s/%d", g.staging, k), Entries: entries}
+			k++
+			g.cur = n
+			g.cmd("mkdir", c.Path)
+			g.cmd("cd", c.Path)
+			for _, e := range entries {
+				g.cur = e
+				g.checkName(e)
+				if e.Kind == plan.File && e.Primary != nil {
+					// As in dir: room for the name first.
+					g.cmd("symlink", e.Name, "x")
+					g.cmd("rm", ref(e.Name))
+				}
+				g.deferred(e, e.Name, ref(e.Name))
+				g.made[e] = c.Path + "/" + e.Name
+			}
+			g.cur = n
+			c.Extents = len(g.lines)
+			g.cmd("ex", "-l", ".")
+			m.Chunks = append(m.Chunks, c)
+		}
+		g.chdir("cd", n.Path())
+		m.Extents = len(g.lines)
+		g.cmd("ex", "-l", ".")
+		merges = append(merges, m)
+		return g.err == nil
+	})
+	g.cur = nil
+	g.cmd("cd", "/")
+	return merges
+}
+
+// MergeLines returns the two debugfs runs that end the merges of s, after
+// the caller read the chunks' entries. remove deletes the chunk
+// directories and the staging directory (not the entries' inodes: their
+// names go into the blocks the caller writes) and sets the link counts of
+// files with several names, naming those made in chunks by their inode,
+// ino. grow gives every merged directory blocks from its block from[i]
+// on, blocks[i] of them (fallocate: uninitialised until the caller's
+// content is in them and MarkInitialized ran), sets its size and lists
+// the blocks (exLines[i] indexes that "ex -l" command). They are separate
+// runs because debugfs writes the blocks it changed when it exits: had the
+// staging directory's block, freed by the first, been given to a merged
+// directory by the same process, the caller's content would be
+// overwritten.
+func MergeLines(t *plan.Tree, s *Script, from, blocks []uint64, ino func(*plan.Node) uint64) (remove, grow []string, exLines []int, err error) {
+	g := &gen{}
+	staging := ""
+	for _, m := range s.Merges {
+		for _, c := range m.Chunks {
+			// kill_file frees the inode and its blocks, and leaves
+			// its link count, which e2fsck would take for a use.
+			g.cur = m.Dir
+			g.cmd("sif", c.Path, "links_count", "0")
+			g.cmd("kill_file", c.Path)
+			g.cmd("unlink", c.Path)
+			staging = path.Dir(c.Path)
+		}
+	}
+	if staging != "" {
+		g.cur = nil
+		g.cmd("rmdir", staging)
+	}
+	merged := map[*plan.Node]bool{}
+	for _, m := range s.Merges {
+		for _, c := range m.Chunks {
+			for _, e := range c.Entries {
+				merged[e] = true
+			}
+		}
+	}
+	g.linkCounts(t, true, func(n *plan.Node) string {
+		if merged[n] {
+			return fmt.Sprintf("<%d>", ino(n))
+		}
+		return n.Path()
+	})
+	remove, g.lines = g.lines, nil
+	for i, m := range s.Merges {
+		if blocks[i] == 0 {
+			return nil, nil, nil, fmt.Errorf("%s: nothing to merge", m.Dir.Path())
+		}
+		g.cur = m.Dir
+		g.chdir("cd", m.Dir.Path())
+		g.cmd("fallocate", ".", fmt.Sprint(from[i]), fmt.Sprint(from[i]+blocks[i]-1))
+		g.cmd("sif", ".", "size", fmt.Sprint((from[i]+blocks[i])*plan.BlockSize))
+		exLines = append(exLines, len(g.lines))
+		g.cmd("ex", "-l", ".")
+	}
+	g.cur = nil
+	g.cmd("cd", "/")
+	if g.err != nil {
+		return nil, nil, nil, g.err
+	}
+	return remove, g.lines, exLines, nil
+}
+
 // linkCounts gives files with several names their link count as it is at
 // the end of a phase (debugfs' ln adds a name without counting it, and the
 // e2fsck between the phases must find the counts right).
-func (g *gen) linkCounts(t *plan.Tree, final bool) {
+func (g *gen) linkCounts(t *plan.Tree, final bool, name func(*plan.Node) string) {
 	names := map[*plan.Node]int{}
 	var order []*plan.Node
 	t.Walk(func(n *plan.Node) bool {
@@ -536,10 +702,12 @@ func (g *gen) linkCounts(t *plan.Tree, final bool) {
 	for _, p := range order {
 		if names[p] > 1 {
 			g.cur = p
-			g.cmd("sif", p.Path(), "links_count", fmt.Sprint(names[p]))
+			g.cmd("sif", name(p), "links_count", fmt.Sprint(names[p]))
 		}
 	}
 }
+
+func pathOf(n *plan.Node) string { return n.Path() }
 
 // Unpad returns the commands that remove the padding entries Late made.
 func Unpad(t *plan.Tree, csum bool) ([]string, error) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -372,4 +373,114 @@ func FuzzGenerate(f *testing.F) {
 			t.Fatalf("unclear error: %v", err)
 		}
 	})
+}
+
+// TestGenerateMerge: under Merge the first phase is the only one; it makes
+// every deferred entry in exactly one chunk directory, in order, and lists
+// the chunks' and the directories' blocks; MergeLines removes the chunks
+// (link count 0 first, which kill_file leaves) and names files of merged
+// directories by inode.
+func TestGenerateMerge(t *testing.T) {
+	fill := func(dir string) error {
+		if err := hostileFill(dir); err != nil {
+			return err
+		}
+		// Enough entries to defer, some with the same content (hard
+		// links under Optimise).
+		for i := 0; i < 400; i++ {
+			name := fmt.Sprintf("%s %03d", strings.Repeat("e", 40), i)
+			if err := os.WriteFile(filepath.Join(dir, "staged", name), []byte(fmt.Sprint(i%7)), 0o444); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	tree, err := storeTree(t.TempDir(), "0123456789abcdfghijklmnpqrsvwxyz-hostile", fill, plan.Options{StageBytes: 1024, Optimise: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Generate(tree, Options{Merge: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Phases) != 1 || len(s.Merges) == 0 {
+		t.Fatalf("%d phases, %d merges: want 1 phase and merges", len(s.Phases), len(s.Merges))
+	}
+	lines := s.Phases[0]
+	inChunk := map[*plan.Node]string{}
+	for _, m := range s.Merges {
+		var want, got []*plan.Node
+		for _, c := range m.Dir.Children {
+			if c.Deferred {
+				want = append(want, c)
+			}
+		}
+		for _, c := range m.Chunks {
+			if !strings.HasPrefix(c.Path, "/"+DefaultStaging+"/") || lines[c.Extents] != "ex -l ." {
+				t.Errorf("chunk %s: listed by %q", c.Path, lines[c.Extents])
+			}
+			for _, e := range c.Entries {
+				if _, dup := inChunk[e]; dup {
+					t.Errorf("%s in two chunks", e.Path())
+				}
+				inChunk[e] = c.Path
+			}
+			got = append(got, c.Entries...)
+		}
+		if len(want) == 0 || !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: chunks hold %d entries, %d deferred (or in another order)", m.Dir.Path(), len(got), len(want))
+		}
+		if lines[m.Extents] != "ex -l ." {
+			t.Errorf("%s: listed by %q", m.Dir.Path(), lines[m.Extents])
+		}
+	}
+	for _, l := range lines {
+		if strings.HasPrefix(l, "ln ") && strings.HasSuffix(l, " .") {
+			t.Errorf("an entry linked in one by one: %q", l)
+		}
+	}
+
+	from := make([]uint64, len(s.Merges))
+	blocks := make([]uint64, len(s.Merges))
+	for i := range s.Merges {
+		from[i], blocks[i] = 2, 3
+	}
+	ino := map[*plan.Node]uint64{}
+	next := uint64(100)
+	for n := range inChunk {
+		ino[n], next = next, next+1
+	}
+	remove, grow, exLines, err := MergeLines(tree, s, from, blocks, func(n *plan.Node) uint64 { return ino[n] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Join(remove, "\n") + "\n"
+	if strings.Contains(text, "fallocate") {
+		t.Errorf("blocks allocated in the run that frees the staging directory's:\n%s", text)
+	}
+	for _, m := range s.Merges {
+		for _, c := range m.Chunks {
+			seq := fmt.Sprintf("sif %s links_count 0\nkill_file %s\nunlink %s\n", c.Path, c.Path, c.Path)
+			if !strings.Contains(text, seq) {
+				t.Errorf("chunk %s not removed as %q", c.Path, seq)
+			}
+		}
+	}
+	if !strings.Contains(text, "rmdir /"+DefaultStaging+"\n") || len(exLines) != len(s.Merges) {
+		t.Errorf("staging directory not removed, or %d listings for %d merges:\n%s", len(exLines), len(s.Merges), text)
+	}
+	for _, i := range exLines {
+		if grow[i] != "ex -l ." || grow[i-2] != "fallocate . 2 4" || grow[i-1] != "sif . size 20480" {
+			t.Errorf("merge lines %q", grow[i-2:i+1])
+		}
+	}
+	byInode := 0
+	for _, l := range remove {
+		if strings.HasPrefix(l, `sif "<`) && strings.Contains(l, `>" links_count `) {
+			byInode++
+		}
+	}
+	if byInode == 0 {
+		t.Errorf("no link count of a file in a merged directory set by inode:\n%s", text)
+	}
 }
