@@ -145,6 +145,17 @@ free_space_for() {
 	fi
 }
 
+# faketime's wrapper leaves /dev/shm/faketime_shm_PID and sem.faketime_sem_PID
+# behind when it is killed, and a later wrapper given the same PID fails
+# ("sem_open: File exists"): remove those of processes that are gone.
+clean_faketime() {
+	local f
+	for f in /dev/shm/faketime_shm_* /dev/shm/sem.faketime_sem_*; do
+		[ -e "$f" ] || continue
+		[ -d "/proc/${f##*_}" ] || rm -f "$f"
+	done
+}
+
 # measure SET LABEL METHOD RUN CORPUS: runs one method once, timed, and appends
 # a line to results/times.tsv.
 measure() {
@@ -168,6 +179,7 @@ measure() {
 	# Memory reclaim (such as DAMON's) may have dropped pages of the corpus
 	# since the last run: every method starts from a warm cache.
 	tar -C "$c/root" -cf - . | cat >/dev/null
+	clean_faketime
 	sync
 	load=$(cut -d' ' -f1 /proc/loadavg)
 	tf=$out.time
@@ -218,8 +230,9 @@ if [[ $methods == *d* ]]; then
 	rm -rf "$out" && mkdir -p "$out"
 	cp "$main/registration" "$out/nix-path-registration"
 	status=0
+	clean_faketime
 	CORPUS=$main OUT=$out SEED_AS_WRITTEN=1 bash "$repo/bench/methods/d-seed.sh" >"$results/logs/d-as-written.log" 2>&1 || status=$?
-	used=$(dumpe2fs -h "$out/image" 2>/dev/null | awk -F: '/^Inode count/ {n=$2} /^Free inodes/ {f=$2} END {print n-f}')
+	used=$(dumpe2fs -h "$out/image" 2>/dev/null | awk -F: '/^Inode count/ {n=$2} /^Free inodes/ {f=$2} END {print n-f}' || true)
 	entries=$(sed -n 's/^entries=//p' "$main/corpus.env")
 	# 11 inodes of a new filesystem, the registration, nix and nix/store.
 	made=$((${used:-14} - 14))
