@@ -13,12 +13,16 @@
 // "./<12>", and a name or symlink target that cannot be carried (it holds a
 // '\n', '\r' or NUL, or the line would be too long) is an error naming it.
 //
-// The script has one or two phases. The first creates every directory and
-// every entry of ordinary directories. Directories with many entries are
-// "staged": the first phase gives them a block and a half of entries, so
-// that e2fsck -fD (run between the phases) indexes them; the second phase
-// writes each remaining entry into a small staging directory, links it into
-// the indexed directory with "ln STAGED ." (an htree insert, no scan) and
-// unlinks the staged name. That keeps debugfs, whose name lookups and
-// inserts into unindexed directories are linear, from going quadratic.
+// Directories with many entries are "staged", so that debugfs, whose name
+// lookups and inserts into unindexed directories are linear, does not go
+// quadratic. The first phase creates every directory, every entry of
+// ordinary directories and a block and a half of a staged directory's
+// entries. With Options.Merge (what a build uses) it makes the rest of them
+// in chunk directories of one block under a staging directory, and the
+// caller merges them into their directory (Script.Merges, MergeLines):
+// one command an entry. Without it, a second phase, run after e2fsck -fD
+// has indexed the staged directories, writes each remaining entry into a
+// small staging directory, links it into the indexed directory with
+// "ln STAGED ." (an htree insert, no scan) and unlinks the staged name: a
+// script that makes the image by itself.
 package debugfsgen

@@ -9,7 +9,8 @@ import (
 )
 
 // DefaultStaging is the name of the staging directory made in the image
-// root for the second phase and removed at its end.
+// root for the entries of staged directories, and removed once they are
+// in place.
 const DefaultStaging = ".mkext4fs-staging"
 
 // Options tune the script.
