@@ -360,3 +360,18 @@ func (w *lineWatcher) Write(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
+
+// TestMergeWithoutFiletype: without the filetype feature directory entries
+// carry no type, and large directories are still merged.
+func TestMergeWithoutFiletype(t *testing.T) {
+	requireTools(t)
+	s := mixedStore(t)
+	img, res := buildImage(t, s, func(o *Options) {
+		o.StageBytes = 4096
+		o.Features = without(Profiles["default"], "filetype")
+	})
+	if _, ok := res.Report.Seconds["merge"]; !ok {
+		t.Fatal("no directory was merged")
+	}
+	imagetest.CompareImage(t, imagetest.Mount(t, img), s, imagetest.Want{Time: 1})
+}

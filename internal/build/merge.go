@@ -102,8 +102,9 @@ func (m *merger) prepare(image *os.File, fsBlocks uint64, inodes map[*plan.Node]
 				return nil, fmt.Errorf("%s: %s holds %d entries, %d were made", d.Dir.Path(), c.Path, len(found), len(c.Entries))
 			}
 			for _, n := range c.Entries {
+				// Without the filetype feature, entries carry no type.
 				e, ok := found[n.Name]
-				if !ok || e.ino == 0 || e.ftype != fileType(n.Kind) {
+				if !ok || e.ino == 0 || (e.ftype != 0 && e.ftype != fileType(n.Kind)) {
 					return nil, fmt.Errorf("%s: %s: entry %q missing or of the wrong type (%+v)", d.Dir.Path(), c.Path, n.Name, e)
 				}
 				inodes[n] = uint64(e.ino)
