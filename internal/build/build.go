@@ -325,7 +325,7 @@ func build(ctx context.Context, o Options, worstCase bool) (res *Result, err err
 	if err != nil {
 		return nil, err
 	}
-	merges.hook(script, len(script.Lines)-len(lines))
+	merges.hook(script, len(lines))
 	if err := r.RunDebugfs(ctx, image, script); err != nil {
 		if changed := t.CheckUnchanged(); changed != nil {
 			return nil, changed // the cause, with the file's path

@@ -40,17 +40,27 @@ func newMerger(s *debugfsgen.Script) *merger {
 	return m
 }
 
-// hook makes ds, the first phase's script whose own lines start at line
-// off, hand the merges' extents to m too.
-func (m *merger) hook(ds *e2fs.DebugfsScript, off int) {
+// hook makes ds, the first phase's script ending in its lines, hand the
+// merges' extents to m too.
+func (m *merger) hook(ds *e2fs.DebugfsScript, lines int) {
+	onExtents(ds, lines, func(line int, ext []e2fs.Extent) {
+		if m.want[line] {
+			m.ext[line] = ext
+		}
+	})
+}
+
+// onExtents makes ds, a script that ends in lines of its own (after the
+// commands the copier put first), also pass what each "ex -l" lists to
+// fn, with the line counted within those.
+func onExtents(ds *e2fs.DebugfsScript, lines int, fn func(line int, ext []e2fs.Extent)) {
+	off := len(ds.Lines) - lines
 	inner := ds.Extents
 	ds.Extents = func(i int, ext []e2fs.Extent) {
 		if inner != nil {
 			inner(i, ext)
 		}
-		if m.want[i-off] {
-			m.ext[i-off] = ext
-		}
+		fn(i-off, ext)
 	}
 }
 
@@ -274,25 +284,20 @@ func merge(ctx context.Context, r *e2fs.Runner, copier *bulkCopier, m *merger, t
 	if err != nil {
 		return err
 	}
-	off := len(ds.Lines) - len(grow)
 	byLine := map[int]*mergeJob{}
 	for i, l := range exLines {
-		byLine[off+l] = jobs[i]
+		byLine[l] = jobs[i]
 	}
 	seen := 0
 	var listErr error
-	inner := ds.Extents
-	ds.Extents = func(i int, ext []e2fs.Extent) {
-		if inner != nil {
-			inner(i, ext)
-		}
-		if j := byLine[i]; j != nil {
+	onExtents(ds, len(grow), func(line int, ext []e2fs.Extent) {
+		if j := byLine[line]; j != nil {
 			seen++
 			if err := copier.addMerge(j, ext); err != nil && listErr == nil {
 				listErr = err
 			}
 		}
-	}
+	})
 	if err := r.RunDebugfs(ctx, image, ds); err != nil {
 		return err
 	}

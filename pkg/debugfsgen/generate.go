@@ -290,11 +290,7 @@ func (g *gen) dir(n *plan.Node) {
 			g.cmd("cd", "..")
 		case plan.File:
 			if c.Primary != nil {
-				// debugfs' ln does not grow a full directory: a
-				// placeholder made and removed leaves room for the name.
-				g.cmd("symlink", c.Name, "x")
-				g.cmd("rm", ref(c.Name))
-				g.cmd("ln", c.Primary.Path(), c.Name)
+				g.hardLink(c.Primary.Path(), c.Name)
 				continue
 			}
 			g.file(c, c.Name, ref(c.Name))
@@ -552,6 +548,15 @@ func (g *gen) deferred(c *plan.Node, dest, ref string) {
 	}
 }
 
+// hardLink links src as name in the current directory. debugfs' ln does
+// not grow a full directory: a placeholder made and removed first leaves
+// room for the name.
+func (g *gen) hardLink(src, name string) {
+	g.cmd("symlink", name, "x")
+	g.cmd("rm", ref(name))
+	g.cmd("ln", src, name)
+}
+
 // pathOf is where n is in the image while the script runs: in its chunk
 // directory until it is merged.
 func (g *gen) pathOf(n *plan.Node) string {
@@ -590,11 +595,10 @@ func (g *gen) chunked(t *plan.Tree) []Merge {
 				g.cur = e
 				g.checkName(e)
 				if e.Kind == plan.File && e.Primary != nil {
-					// As in dir: room for the name first.
-					g.cmd("symlink", e.Name, "x")
-					g.cmd("rm", ref(e.Name))
+					g.hardLink(g.pathOf(e.Primary), e.Name)
+				} else {
+					g.deferred(e, e.Name, ref(e.Name))
 				}
-				g.deferred(e, e.Name, ref(e.Name))
 				g.made[e] = c.Path + "/" + e.Name
 			}
 			g.cur = n
@@ -629,6 +633,7 @@ func (g *gen) chunked(t *plan.Tree) []Merge {
 func MergeLines(t *plan.Tree, s *Script, from, blocks []uint64, ino func(*plan.Node) uint64) (remove, grow []string, exLines []int, err error) {
 	g := &gen{}
 	staging := ""
+	merged := map[*plan.Node]bool{}
 	for _, m := range s.Merges {
 		for _, c := range m.Chunks {
 			// kill_file frees the inode and its blocks, and leaves
@@ -638,19 +643,14 @@ func MergeLines(t *plan.Tree, s *Script, from, blocks []uint64, ino func(*plan.N
 			g.cmd("kill_file", c.Path)
 			g.cmd("unlink", c.Path)
 			staging = path.Dir(c.Path)
+			for _, e := range c.Entries {
+				merged[e] = true
+			}
 		}
 	}
 	if staging != "" {
 		g.cur = nil
 		g.cmd("rmdir", staging)
-	}
-	merged := map[*plan.Node]bool{}
-	for _, m := range s.Merges {
-		for _, c := range m.Chunks {
-			for _, e := range c.Entries {
-				merged[e] = true
-			}
-		}
 	}
 	g.linkCounts(t, true, func(n *plan.Node) string {
 		if merged[n] {
