@@ -47,8 +47,11 @@ func wantedFree(o *Options, need plan.Need) int64 {
 	return need.Blocks() + headroom
 }
 
+// wantedInodes is the inode count the filesystem needs: the content's,
+// plus the free inodes asked for or those the build holds for a while,
+// whichever is more.
 func wantedInodes(o *Options, need plan.Need) int64 {
-	return firstInode + need.Inodes + need.PeakInodes + o.ExtraInodes
+	return firstInode + need.Inodes + max(need.PeakInodes, o.ExtraInodes)
 }
 
 // layout picks the blocks per group: fewer than the default when the inodes
