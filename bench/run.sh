@@ -183,7 +183,7 @@ measure() {
 	sync
 	load=$(cut -d' ' -f1 /proc/loadavg)
 	tf=$out.time
-	CORPUS=$c OUT=$out B_BYTES=$b_bytes /usr/bin/time -o "$tf" -f '%e %U %S %M %x' \
+	CORPUS=$c OUT=$out B_BYTES=$b_bytes MKEXT4FS_ARGS=${MKEXT4FS_ARGS:-} /usr/bin/time -o "$tf" -f '%e %U %S %M %x' \
 		timeout 3h bash "$script" >"$results/logs/$set-$label-$m-$run.log" 2>&1 || status=$?
 	local wall user sys rss code
 	read -r wall user sys rss code < <(tail -1 "$tf")
@@ -199,6 +199,13 @@ measure() {
 			fi
 			extra="$extra, $(dumpe2fs -h "$out/image" 2>/dev/null |
 				awk -F: '/^Inode count/ {n=$2} /^Free inodes/ {f=$2} END {printf "%d inodes used", n-f}')"
+			# The free space the image keeps, for comparing sizes.
+			dumpe2fs -h "$out/image" 2>/dev/null | awk -F: '
+				/^Block size/ {print "block_size=" $2+0}
+				/^Block count/ {print "blocks=" $2+0}
+				/^Free blocks/ {print "free_blocks=" $2+0}
+				/^Reserved block count/ {print "reserved_blocks=" $2+0}' \
+				>"$results/space-$set-$label-$m.env"
 		fi
 	fi
 	[ -f "$out/report.json" ] && cp "$out/report.json" "$results/report-$set-$label-$m-$run.json"
@@ -223,6 +230,16 @@ for run in $(seq 1 "$runs"); do
 		measure main main "$m" "$run" "$main"
 	done
 done
+
+# Image sizes for the same free space: (a) keeps --headroom free beyond
+# the blocks reserved for root, (c) keeps what resize2fs -M leaves plus
+# 16 MiB, reserve included. One run of (a) with as many free blocks as
+# (c)'s image has, none of them reserved, makes the sizes comparable.
+if [[ $methods == *a* ]] && [ -f "$results/space-main-main-c.env" ]; then
+	c_free=$(sed -n 's/^free_blocks=//p' "$results/space-main-main-c.env")
+	c_bs=$(sed -n 's/^block_size=//p' "$results/space-main-main-c.env")
+	MKEXT4FS_ARGS="--reserved-percent 0 --headroom $((c_free * c_bs))" measure main samefree a 1 "$main"
+fi
 
 # The seed's pipeline exactly as written: how far does it get?
 if [[ $methods == *d* ]]; then

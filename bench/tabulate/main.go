@@ -364,6 +364,9 @@ func run(dir string, w io.Writer) error {
 	_, maxLoad := minMax(loads)
 	fmt.Fprintf(w, "\nMedians of %s runs, methods interleaved; highest 1-minute load average at the start of a run: %.1f. (b)'s image is sized generously and not shrunk; (d) writes hardlinked files as separate inodes; (c) keeps hardlinks only within a store path (one `cp -a` per path).\n",
 		machine["runs"], maxLoad)
+	same := get("main", "samefree", "a")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, spaceLine(dir, a, get("main", "main", "c"), same))
 	if notes, err := os.ReadFile(filepath.Join(dir, "notes.txt")); err == nil {
 		fmt.Fprintln(w)
 		for _, line := range strings.Split(strings.TrimSpace(string(notes)), "\n") {
@@ -513,8 +516,26 @@ func run(dir string, w io.Writer) error {
 	fmt.Fprintf(w, "| peak RSS of (a) at most 200 MiB (largest over all corpora) | %s MiB | %s |\n", mib(rss), yes(rss <= 200, !math.IsNaN(rss)))
 	fmt.Fprintf(w, "| time at most 1.3x linear per doubling of inodes (worst step) | %s | %s |\n", fmt2(worstGrowth), yes(worstGrowth <= 1.3, !math.IsNaN(worstGrowth)))
 	fmt.Fprintf(w, "| one directory of %s entries adds under 2 s | %s s | %s |\n", lastFlat, secs(flatAdds), yes(flatAdds < 2, !math.IsNaN(flatAdds)))
-	fmt.Fprintf(w, "| image of (a) no larger than (c)'s | %s vs %s MiB | %s |\n", mib(a.imageMiB), mib(c.imageMiB), yes(a.imageMiB <= c.imageMiB, !math.IsNaN(a.imageMiB*c.imageMiB)))
+	fmt.Fprintf(w, "| image of (a) no larger than (c)'s, for the same free space | %s vs %s MiB | %s |\n", mib(same.imageMiB), mib(c.imageMiB), yes(same.imageMiB <= c.imageMiB, !math.IsNaN(same.imageMiB*c.imageMiB)))
+	fmt.Fprintf(w, "| image of (a) at its defaults (16 MiB free beyond the 5%% reserve) | %s vs %s MiB | %s |\n", mib(a.imageMiB), mib(c.imageMiB), yes(a.imageMiB <= c.imageMiB, !math.IsNaN(a.imageMiB*c.imageMiB)))
 	return nil
+}
+
+// spaceLine says how much free space (a) and (c) keep in their images, and
+// what size (a)'s image has when it keeps as many free blocks as (c)'s.
+func spaceLine(dir string, a, c, same *stats) string {
+	space := func(m string) string {
+		env := readEnv(filepath.Join(dir, "space-main-"+m+".env"))
+		bs := float64(atoi(env["block_size"]))
+		if env["free_blocks"] == "" || bs == 0 {
+			return "unknown free space"
+		}
+		return fmt.Sprintf("%s MiB free (the reserve for root: %s MiB)",
+			mib(float64(atoi(env["free_blocks"]))*bs/(1<<20)), mib(float64(atoi(env["reserved_blocks"]))*bs/(1<<20)))
+	}
+	return fmt.Sprintf("Free space: (a)'s image of %s MiB keeps %s; (c)'s image of %s MiB keeps %s. "+
+		"Given (c)'s free space (`--reserved-percent 0 --headroom` of (c)'s free bytes, one run), (a)'s image is %s MiB (%s).",
+		mib(a.imageMiB), space("main-a"), mib(c.imageMiB), space("main-c"), mib(same.imageMiB), space("samefree-a"))
 }
 
 func fmt2(v float64) string {
