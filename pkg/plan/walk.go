@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -165,9 +166,9 @@ func (w *walker) markBulk() {
 // order.
 func (w *walker) walkStore(store *Node, storeDir string) error {
 	type result struct {
-		n                   *Node
-		files, pending, all []*Node
-		err                 error
+		n              *Node
+		files, pending []*Node
+		err            error
 	}
 	paths := w.opts.StorePaths
 	results := make([]result, len(paths))
@@ -190,7 +191,7 @@ func (w *walker) walkStore(store *Node, storeDir string) error {
 				}
 				sub := &walker{ctx: w.ctx, opts: w.opts, buf: buf}
 				n, err := sub.walk(host, strings.TrimPrefix(sp, storeDir+"/"), sp, w.opts.UID, w.opts.GID)
-				results[i] = result{n, sub.files, sub.pending, sub.all, err}
+				results[i] = result{n, sub.files, sub.pending, err}
 			}
 		}()
 	}
@@ -208,7 +209,6 @@ func (w *walker) walkStore(store *Node, storeDir string) error {
 		}
 		w.files = append(w.files, r.files...)
 		w.pending = append(w.pending, r.pending...)
-		w.all = append(w.all, r.all...)
 	}
 	return nil
 }
@@ -222,7 +222,6 @@ type walker struct {
 	opts Options
 	// files are the regular files, all; pending those left for scan.
 	files, pending []*Node
-	all            []*Node
 	// buf holds small files read during the walk.
 	buf []byte
 }
@@ -250,20 +249,97 @@ const maxOpenDepth = 32
 // Directories are read through descriptors, so that each name is looked
 // up once in its own directory rather than along the whole path.
 func (w *walker) entry(dirfd int, at, host, name, storePath string, uid, gid uint32, st *unix.Stat_t, depth int) (*Node, error) {
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		n, err := leaf(dirfd, at, host, name, storePath, uid, gid, st, w.buf, w.opts)
+		if err != nil {
+			return nil, err
+		}
+		w.adopt(n)
+		return n, nil
+	}
+	n := &Node{Name: name, Kind: Dir, Perm: uint32(st.Mode) & 0o7777, UID: uid, GID: gid, Host: host, StorePath: storePath, id: idOf(st)}
+	fd, err := unix.Openat(dirfd, at, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", describe(host, storePath), &os.PathError{Op: "open", Path: host, Err: err})
+	}
+	names, err := readDirNames(fd)
+	if err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("%s: %w", describe(host, storePath), &os.PathError{Op: "readdirent", Path: host, Err: err})
+	}
+	if depth >= maxOpenDepth {
+		unix.Close(fd)
+		fd = unix.AT_FDCWD
+	} else {
+		defer unix.Close(fd)
+	}
+	// A large directory's files and symlinks are looked at by several
+	// goroutines first; the loop below takes their nodes in name order.
+	var ahead []lookedAt
+	if fd != unix.AT_FDCWD && len(names) >= parallelNames && w.buf != nil {
+		if ahead, err = w.lookAhead(fd, host, names, storePath, uid, gid); err != nil {
+			return nil, err
+		}
+	}
+	n.Children = make([]*Node, 0, len(names))
+	for i, cn := range names {
+		if err := w.ctx.Err(); err != nil {
+			return nil, err
+		}
+		ch, at := childPaths(fd, host, cn)
+		var c *Node
+		if ahead != nil {
+			a := &ahead[i]
+			switch {
+			case a.err != nil:
+				return nil, a.err
+			case a.node != nil:
+				w.adopt(a.node)
+				c = a.node
+			default: // a directory
+				if c, err = w.entry(fd, at, ch, cn, storePath, uid, gid, a.dir, depth+1); err != nil {
+					return nil, err
+				}
+			}
+		} else {
+			cst, err := lstatAt(fd, at, ch, storePath)
+			if err != nil {
+				return nil, err
+			}
+			if c, err = w.entry(fd, at, ch, cn, storePath, uid, gid, &cst, depth+1); err != nil {
+				return nil, err
+			}
+		}
+		c.parent = n
+		n.Children = append(n.Children, c)
+	}
+	return n, nil
+}
+
+// adopt records a file node in the walk's lists.
+func (w *walker) adopt(n *Node) {
+	if n.Kind == File {
+		w.files = append(w.files, n)
+		if w.buf == nil || n.Size > readWhole {
+			w.pending = append(w.pending, n)
+		}
+	}
+}
+
+// leaf makes the node of a host file or symlink whose lstat is st, as
+// entry does; a file of up to readWhole bytes is read into buf now, from
+// its directory, unless buf is nil.
+func leaf(dirfd int, at, host, name, storePath string, uid, gid uint32, st *unix.Stat_t, buf []byte, opts Options) (*Node, error) {
 	n := &Node{Name: name, Perm: uint32(st.Mode) & 0o7777, UID: uid, GID: gid, Host: host, StorePath: storePath, id: idOf(st)}
-	w.all = append(w.all, n)
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFREG:
 		n.Kind = File
 		n.Size = st.Size
 		n.Links = 1
-		w.files = append(w.files, n)
-		if w.buf == nil || n.Size > readWhole {
-			w.pending = append(w.pending, n)
-			return n, nil
+		if buf == nil || n.Size > readWhole {
+			return n, nil // scan reads it
 		}
-		// A small file is read now, from its directory.
-		if err := scanSafely(n, w.buf, w.opts.Optimise, w.opts.BulkBlocks, func() (int, error) { return n.openAt(dirfd, at) }); err != nil {
+		if err := scanSafely(n, buf, opts.Optimise, opts.BulkBlocks, func() (int, error) { return n.openAt(dirfd, at) }); err != nil {
 			return nil, err
 		}
 	case unix.S_IFLNK:
@@ -274,59 +350,101 @@ func (w *walker) entry(dirfd int, at, host, name, storePath string, uid, gid uin
 			return nil, fmt.Errorf("%s: %w", describe(host, storePath), &os.PathError{Op: "readlink", Path: host, Err: err})
 		}
 		n.Target = target
-	case unix.S_IFDIR:
-		n.Kind = Dir
-		fd, err := unix.Openat(dirfd, at, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", describe(host, storePath), &os.PathError{Op: "open", Path: host, Err: err})
-		}
-		names, err := readDirNames(fd)
-		if err != nil {
-			unix.Close(fd)
-			return nil, fmt.Errorf("%s: %w", describe(host, storePath), &os.PathError{Op: "readdirent", Path: host, Err: err})
-		}
-		if depth >= maxOpenDepth {
-			unix.Close(fd)
-			fd = unix.AT_FDCWD
-		} else {
-			defer unix.Close(fd)
-		}
-		n.Children = make([]*Node, 0, len(names))
-		for _, cn := range names {
-			if err := w.ctx.Err(); err != nil {
-				return nil, err
-			}
-			ch := host + "/" + cn
-			if strings.HasSuffix(host, "/") {
-				ch = host + cn
-			}
-			at := cn
-			if fd == unix.AT_FDCWD {
-				at = ch
-			}
-			var cst unix.Stat_t
-			if len(ch) >= unix.PathMax {
-				// Walked through descriptors it could be read, but
-				// nothing could open it by its path later.
-				err = unix.ENAMETOOLONG
-			} else {
-				err = unix.Fstatat(fd, at, &cst, unix.AT_SYMLINK_NOFOLLOW)
-			}
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", describe(ch, storePath), &os.PathError{Op: "lstat", Path: ch, Err: err})
-			}
-			c, err := w.entry(fd, at, ch, cn, storePath, uid, gid, &cst, depth+1)
-			if err != nil {
-				return nil, err
-			}
-			c.parent = n
-			n.Children = append(n.Children, c)
-		}
 	default:
+		where := describe(host, storePath)
+		if where != host {
+			where += ": " + host
+		}
 		return nil, fmt.Errorf("%s: unsupported file type %s (a store holds only files, directories and symlinks)",
-			describe(host, storePath), os.FileMode(0).Type()|fileModeType(st.Mode))
+			where, os.FileMode(0).Type()|fileModeType(st.Mode))
 	}
 	return n, nil
+}
+
+// childPaths gives the host path of the entry cn of the directory host,
+// and the name to look it up by: relative to the directory open at fd, or
+// the whole path with AT_FDCWD.
+func childPaths(fd int, host, cn string) (ch, at string) {
+	ch = host + "/" + cn
+	if strings.HasSuffix(host, "/") {
+		ch = host + cn
+	}
+	if fd == unix.AT_FDCWD {
+		return ch, ch
+	}
+	return ch, cn
+}
+
+// lstatAt reads the lstat of the entry at (see childPaths) whose host path
+// is ch.
+func lstatAt(fd int, at, ch, storePath string) (unix.Stat_t, error) {
+	var st unix.Stat_t
+	var err error
+	if len(ch) >= unix.PathMax {
+		// Walked through descriptors it could be read, but nothing
+		// could open it by its path later.
+		err = unix.ENAMETOOLONG
+	} else {
+		err = unix.Fstatat(fd, at, &st, unix.AT_SYMLINK_NOFOLLOW)
+	}
+	if err != nil {
+		return st, fmt.Errorf("%s: %w", describe(ch, storePath), &os.PathError{Op: "lstat", Path: ch, Err: err})
+	}
+	return st, nil
+}
+
+// parallelNames is the number of entries from which a directory's files
+// and symlinks are looked at by several goroutines: a store path of one
+// huge directory would otherwise be read by one. (A variable for tests.)
+var parallelNames = 1024
+
+// lookedAt is what lookAhead found of one name: the node of a file or
+// symlink, the lstat of a directory, or the error entry would return.
+type lookedAt struct {
+	node *Node
+	dir  *unix.Stat_t
+	err  error
+}
+
+// lookAhead looks at the entries names of the directory open at fd, as
+// entry would, several at a time; directories are left to entry.
+func (w *walker) lookAhead(fd int, host string, names []string, storePath string, uid, gid uint32) ([]lookedAt, error) {
+	out := make([]lookedAt, len(names))
+	const batch = 128
+	var next atomic.Int64
+	workers := w.opts.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	var wg sync.WaitGroup
+	for k := 0; k < workers; k++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, readWhole)
+			for w.ctx.Err() == nil {
+				from := int(next.Add(batch)) - batch
+				if from >= len(names) {
+					return
+				}
+				for i := from; i < from+batch && i < len(names); i++ {
+					ch, at := childPaths(fd, host, names[i])
+					st, err := lstatAt(fd, at, ch, storePath)
+					switch {
+					case err != nil:
+						out[i].err = err
+					case st.Mode&unix.S_IFMT == unix.S_IFDIR:
+						out[i].dir = &st
+					default:
+						out[i].node, out[i].err = leaf(fd, at, ch, names[i], storePath, uid, gid, &st, buf, w.opts)
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	// Cancelled, some names were not looked at.
+	return out, w.ctx.Err()
 }
 
 // readlinkAt reads the target of the symlink name in the directory open at

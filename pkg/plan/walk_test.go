@@ -272,3 +272,98 @@ func TestWalkThroughDescriptors(t *testing.T) {
 		t.Errorf("deepest directory walked: %s", deep.Host)
 	}
 }
+
+// TestWalkLargeDirectory: the entries of a directory large enough to be
+// looked at by several goroutines give the same tree as one at a time,
+// and a bad entry the same error: the first in name order.
+func TestWalkLargeDirectory(t *testing.T) {
+	const names = 1500
+	fill := func(p string) error {
+		dir := filepath.Join(p, "big")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		for i := 0; i < names; i++ {
+			name := filepath.Join(dir, fmt.Sprintf("e%04d", i))
+			var err error
+			switch i % 7 {
+			case 0:
+				err = os.WriteFile(name, []byte(fmt.Sprint(i)), 0o444)
+			case 1:
+				err = os.WriteFile(name, nil, 0o555)
+			case 2: // a block of zeros between two of data
+				b := append(append([]byte(strings.Repeat("a", BlockSize)), make([]byte, BlockSize)...), byte(i))
+				err = os.WriteFile(name, b, 0o444)
+			case 3: // read by scan, not during the walk
+				err = os.WriteFile(name, []byte(strings.Repeat(fmt.Sprint(i), readWhole)), 0o444)
+			case 4:
+				err = os.Symlink(fmt.Sprintf("../target-%d", i), name)
+			case 5:
+				err = os.Symlink(strings.Repeat("long/", 30)+fmt.Sprint(i), name)
+			case 6:
+				if err = os.Mkdir(name, 0o755); err == nil {
+					err = os.WriteFile(filepath.Join(name, "f"), []byte(fmt.Sprint(i)), 0o444)
+				}
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	dump := func(tree *Tree) string {
+		var b strings.Builder
+		tree.Walk(func(n *Node) bool {
+			fmt.Fprintf(&b, "%s %s %o %d %d %d %d %q %v %s %+v %v\n", n.Path(), n.Kind, n.Perm, n.Size, n.Blocks, n.Runs,
+				n.Links, n.Target, n.Data, n.Host, n.id, n.Bulk)
+			return true
+		})
+		return b.String()
+	}
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "nix", "store"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := fill(filepath.Join(root, testStorePath)); err != nil {
+		t.Fatal(err)
+	}
+	walk := func(workers, threshold int) (*Tree, error) {
+		old := parallelNames
+		parallelNames = threshold
+		defer func() { parallelNames = old }()
+		return Walk(context.Background(), Options{Root: root, StorePaths: []string{testStorePath}, Workers: workers, BulkBlocks: 2})
+	}
+	one, err := walk(1, names+1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := dump(one)
+	if got := len(one.Store.Children[0].Child("big").Children); got != names {
+		t.Fatalf("walked %d entries of big, want %d", got, names)
+	}
+	for _, workers := range []int{1, 4} {
+		tree, err := walk(workers, names)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := dump(tree); got != want {
+			t.Errorf("%d workers: the tree differs from one walked an entry at a time", workers)
+		}
+	}
+
+	// Two entries the walk rejects: both ways report the first.
+	big := filepath.Join(root, testStorePath, "big")
+	for _, name := range []string{"e0900", "e0200"} {
+		if err := os.Remove(filepath.Join(big, name)); err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Mkfifo(filepath.Join(big, name), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, want1 := walk(1, names+1)
+	_, got := walk(4, names)
+	if want1 == nil || got == nil || got.Error() != want1.Error() || !strings.Contains(got.Error(), "e0200: unsupported file type") {
+		t.Errorf("one at a time: %v\nseveral: %v\nwant both to name e0200", want1, got)
+	}
+}
