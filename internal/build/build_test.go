@@ -185,6 +185,11 @@ func testRoundTrip(t *testing.T, s *imagetest.Store, bulk int64) (used int64) {
 	img, res := buildImage(t, s, func(o *Options) { o.StageBytes = 8192; o.BulkBlocks = bulk })
 	mnt := imagetest.Mount(t, img)
 	imagetest.CompareImage(t, mnt, s, imagetest.Want{Time: 1})
+	if n := imagetest.CheckHtrees(t, img, mnt); n == 0 {
+		t.Error("no directory of more than one block to read the index of")
+	} else {
+		t.Logf("read the index of %d directories", n)
+	}
 	t.Logf("seconds: %v, bulk: %+v", res.Report.Seconds, res.Report.Bulk)
 	if res.Report.Inodes.Used == 0 {
 		t.Error("report has no inode counts")

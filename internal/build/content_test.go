@@ -312,6 +312,7 @@ func TestSizes(t *testing.T) {
 				}
 				mnt := imagetest.Mount(t, img)
 				imagetest.CompareImage(t, mnt, s, imagetest.Want{Time: 1, Sample: 97})
+				imagetest.CheckHtrees(t, img, mnt)
 			})
 		}
 	}

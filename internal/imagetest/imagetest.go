@@ -12,12 +12,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"syscall"
 	"testing"
 
 	"github.com/mkext4fs/mkext4fs/internal/testutil"
+	"github.com/mkext4fs/mkext4fs/pkg/debugfsgen"
 	"golang.org/x/sys/unix"
 )
 
@@ -378,4 +380,70 @@ func Unindexed(root string) ([]string, error) {
 		return nil
 	})
 	return out, err
+}
+
+// htreeEntry is how debugfs' htree command prints an entry of a leaf block:
+// inode, hash-minor hash, record length, then the name and three blanks;
+// short entries share a line.
+var htreeEntry = regexp.MustCompile(`(?:^|   )\d+ 0x[0-9a-f]{8}-[0-9a-f]{8} \(\d+\) `)
+
+// CheckHtrees reads the index of every directory of the image that spans
+// more than one block with debugfs -R "htree DIR", and compares the names
+// its leaves hold with those the mounted image at mnt lists: each once,
+// none missing. lost+found is left out (see Unindexed).
+func CheckHtrees(t *testing.T, image, mnt string) (checked int) {
+	t.Helper()
+	err := filepath.Walk(mnt, func(p string, fi os.FileInfo, err error) error {
+		if err != nil || !fi.IsDir() || fi.Size() <= 4096 || p == filepath.Join(mnt, "lost+found") {
+			return err
+		}
+		rel := "/" + strings.TrimPrefix(strings.TrimPrefix(p, mnt), "/")
+		q, err := debugfsgen.Quote(rel)
+		if err != nil {
+			return err
+		}
+		out, err := exec.Command("debugfs", "-R", "htree "+q, image).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("debugfs htree %s: %v\n%s", rel, err, out)
+		}
+		if !bytes.Contains(out, []byte("\nRoot node dump:\n")) {
+			return fmt.Errorf("debugfs htree %s: no root node:\n%s", rel, out)
+		}
+		got := map[string]int{}
+		for _, line := range strings.Split(string(out), "\n") {
+			starts := htreeEntry.FindAllStringIndex(line, -1)
+			for i, s := range starts {
+				end := len(line)
+				if i+1 < len(starts) {
+					end = starts[i+1][0]
+				}
+				// The name ends at the last three blanks: the leaf's
+				// checksum may follow on the line.
+				name := line[s[1]:end]
+				if i := strings.LastIndex(name, "   "); i >= 0 {
+					name = name[:i]
+				}
+				got[name]++
+			}
+		}
+		entries, err := os.ReadDir(p)
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			if got[e.Name()] != 1 {
+				return fmt.Errorf("debugfs htree %s: %q listed %d times in the index's leaves", rel, e.Name(), got[e.Name()])
+			}
+			delete(got, e.Name())
+		}
+		for name := range got {
+			return fmt.Errorf("debugfs htree %s: leaf entry %q is not in the directory", rel, name)
+		}
+		checked++
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return checked
 }
