@@ -443,6 +443,11 @@ func run(dir string, w io.Writer) error {
 		return ls
 	}
 	var worstGrowth, maxRSS = math.NaN(), math.NaN()
+	// (a)'s peak RSS on the smallest and the largest corpus of the series.
+	var rssFirst, rssLast struct {
+		names string
+		mib   float64
+	}
 	if ls := labels("inodes"); len(ls) > 0 {
 		ms := seriesMethods("inodes")
 		fmt.Fprintf(w, "\nScaling with the corpus (same shape, `-inodes N`; median of %s runs): wall seconds, and in brackets the growth per doubling relative to linear (1.00 = linear).\n\n", machine["series_runs"])
@@ -469,6 +474,12 @@ func run(dir string, w io.Writer) error {
 				}
 				if m == "a" && !math.IsNaN(s.rssMiB) && (math.IsNaN(maxRSS) || s.rssMiB > maxRSS) {
 					maxRSS = s.rssMiB
+				}
+				if m == "a" && !math.IsNaN(s.rssMiB) {
+					if rssFirst.names == "" {
+						rssFirst.names, rssFirst.mib = thousands(env["entries"]), s.rssMiB
+					}
+					rssLast.names, rssLast.mib = thousands(env["entries"]), s.rssMiB
 				}
 				prev[m] = [2]float64{n, s.wall}
 				fmt.Fprintf(w, " %s%s | %s |", secs(s.wall), growth, mib(s.rssMiB))
@@ -514,6 +525,9 @@ func run(dir string, w io.Writer) error {
 	fmt.Fprintf(w, "| (a) at least 10x faster than (c) | %sx | %s |\n", ratio(c.wall, a.wall), yes(c.wall/a.wall >= 10, !math.IsNaN(a.wall*c.wall)))
 	fmt.Fprintf(w, "| (a) no slower than (e), `cp -a` | %sx the time | %s |\n", ratio(a.wall, e.wall), yes(a.wall <= e.wall, !math.IsNaN(a.wall*e.wall)))
 	fmt.Fprintf(w, "| peak RSS of (a) at most 200 MiB (largest over all corpora) | %s MiB | %s |\n", mib(rss), yes(rss <= 200, !math.IsNaN(rss)))
+	fmt.Fprintf(w, "| peak RSS of (a) flat in corpus size (the largest corpus of the series within 1.5x of the smallest) | %s MiB at %s names, %s MiB at %s | %s |\n",
+		mib(rssFirst.mib), rssFirst.names, mib(rssLast.mib), rssLast.names,
+		yes(rssLast.mib <= 1.5*rssFirst.mib, rssFirst.names != "" && rssFirst.names != rssLast.names))
 	fmt.Fprintf(w, "| time at most 1.3x linear per doubling of inodes (worst step) | %s | %s |\n", fmt2(worstGrowth), yes(worstGrowth <= 1.3, !math.IsNaN(worstGrowth)))
 	fmt.Fprintf(w, "| one directory of %s entries adds under 2 s | %s s | %s |\n", lastFlat, secs(flatAdds), yes(flatAdds < 2, !math.IsNaN(flatAdds)))
 	fmt.Fprintf(w, "| image of (a) no larger than (c)'s, for the same free space | %s vs %s MiB | %s |\n", mib(same.imageMiB), mib(c.imageMiB), yes(same.imageMiB <= c.imageMiB, !math.IsNaN(same.imageMiB*c.imageMiB)))
