@@ -174,10 +174,7 @@ func (w *walker) walkStore(store *Node, storeDir string) error {
 	results := make([]result, len(paths))
 	next := make(chan int)
 	var wg sync.WaitGroup
-	workers := w.opts.Workers
-	if workers <= 0 {
-		workers = runtime.GOMAXPROCS(0)
-	}
+	workers := w.workers()
 	for k := 0; k < workers; k++ {
 		wg.Add(1)
 		go func() {
@@ -224,6 +221,15 @@ type walker struct {
 	files, pending []*Node
 	// buf holds small files read during the walk.
 	buf []byte
+}
+
+// workers is how many goroutines read at a time: Options.Workers, or
+// GOMAXPROCS.
+func (w *walker) workers() int {
+	if w.opts.Workers > 0 {
+		return w.opts.Workers
+	}
+	return runtime.GOMAXPROCS(0)
 }
 
 // walk reads the host entry at host (never following a symlink) as the
@@ -276,7 +282,7 @@ func (w *walker) entry(dirfd int, at, host, name, storePath string, uid, gid uin
 	// A large directory's files and symlinks are looked at by several
 	// goroutines first; the loop below takes their nodes in name order.
 	var ahead []lookedAt
-	if fd != unix.AT_FDCWD && len(names) >= parallelNames && w.buf != nil {
+	if fd != unix.AT_FDCWD && len(names) >= parallelNames {
 		if ahead, err = w.lookAhead(fd, host, names, storePath, uid, gid); err != nil {
 			return nil, err
 		}
@@ -320,7 +326,7 @@ func (w *walker) entry(dirfd int, at, host, name, storePath string, uid, gid uin
 func (w *walker) adopt(n *Node) {
 	if n.Kind == File {
 		w.files = append(w.files, n)
-		if w.buf == nil || n.Size > readWhole {
+		if n.Size > readWhole {
 			w.pending = append(w.pending, n)
 		}
 	}
@@ -328,7 +334,7 @@ func (w *walker) adopt(n *Node) {
 
 // leaf makes the node of a host file or symlink whose lstat is st, as
 // entry does; a file of up to readWhole bytes is read into buf now, from
-// its directory, unless buf is nil.
+// its directory (scan reads the larger ones).
 func leaf(dirfd int, at, host, name, storePath string, uid, gid uint32, st *unix.Stat_t, buf []byte, opts Options) (*Node, error) {
 	n := &Node{Name: name, Perm: uint32(st.Mode) & 0o7777, UID: uid, GID: gid, Host: host, StorePath: storePath, id: idOf(st)}
 	switch st.Mode & unix.S_IFMT {
@@ -336,7 +342,7 @@ func leaf(dirfd int, at, host, name, storePath string, uid, gid uint32, st *unix
 		n.Kind = File
 		n.Size = st.Size
 		n.Links = 1
-		if buf == nil || n.Size > readWhole {
+		if n.Size > readWhole {
 			return n, nil // scan reads it
 		}
 		if err := scanSafely(n, buf, opts.Optimise, opts.BulkBlocks, func() (int, error) { return n.openAt(dirfd, at) }); err != nil {
@@ -412,10 +418,7 @@ func (w *walker) lookAhead(fd int, host string, names []string, storePath string
 	out := make([]lookedAt, len(names))
 	const batch = 128
 	var next atomic.Int64
-	workers := w.opts.Workers
-	if workers <= 0 {
-		workers = runtime.GOMAXPROCS(0)
-	}
+	workers := w.workers()
 	var wg sync.WaitGroup
 	for k := 0; k < workers; k++ {
 		wg.Add(1)
@@ -554,10 +557,7 @@ func (w *walker) addFiles(t *Tree, dir string) error {
 // like the walk's reads, it counts the blocks debugfs will store and, under
 // Optimise, hashes the content.
 func (w *walker) scan() error {
-	workers := w.opts.Workers
-	if workers <= 0 {
-		workers = runtime.GOMAXPROCS(0)
-	}
+	workers := w.workers()
 	ctx, cancel := context.WithCancel(w.ctx)
 	defer cancel()
 	jobs := make(chan *Node)
