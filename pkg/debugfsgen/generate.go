@@ -133,7 +133,7 @@ func Generate(t *plan.Tree, opts Options) (*Script, error) {
 	if opts.Merge && t.HasStaged() {
 		merges = g.chunked(t)
 	}
-	g.linkCounts(t, false, pathOf)
+	g.linkCounts(t, false, (*plan.Node).Path)
 	if g.err != nil {
 		return nil, g.err
 	}
@@ -152,7 +152,7 @@ func Generate(t *plan.Tree, opts Options) (*Script, error) {
 		g.cur = nil
 		g.cmd("cd", "/")
 		g.cmd("rmdir", g.staging)
-		g.linkCounts(t, true, pathOf)
+		g.linkCounts(t, true, (*plan.Node).Path)
 	}
 	if g.err != nil {
 		return nil, g.err
@@ -707,8 +707,6 @@ func (g *gen) linkCounts(t *plan.Tree, final bool, name func(*plan.Node) string)
 		}
 	}
 }
-
-func pathOf(n *plan.Node) string { return n.Path() }
 
 // Unpad returns the commands that remove the padding entries Late made.
 func Unpad(t *plan.Tree, csum bool) ([]string, error) {
