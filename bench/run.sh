@@ -197,15 +197,16 @@ measure() {
 			else
 				extra="fsck NOT clean"
 			fi
-			extra="$extra, $(dumpe2fs -h "$out/image" 2>/dev/null |
-				awk -F: '/^Inode count/ {n=$2} /^Free inodes/ {f=$2} END {printf "%d inodes used", n-f}')"
+			local header
+			header=$(dumpe2fs -h "$out/image" 2>/dev/null)
+			extra="$extra, $(awk -F: '/^Inode count/ {n=$2} /^Free inodes/ {f=$2} END {printf "%d inodes used", n-f}' <<<"$header")"
 			# The free space the image keeps, for comparing sizes.
-			dumpe2fs -h "$out/image" 2>/dev/null | awk -F: '
+			awk -F: '
 				/^Block size/ {print "block_size=" $2+0}
 				/^Block count/ {print "blocks=" $2+0}
 				/^Free blocks/ {print "free_blocks=" $2+0}
 				/^Reserved block count/ {print "reserved_blocks=" $2+0}' \
-				>"$results/space-$set-$label-$m.env"
+				<<<"$header" >"$results/space-$set-$label-$m.env"
 		fi
 	fi
 	[ -f "$out/report.json" ] && cp "$out/report.json" "$results/report-$set-$label-$m-$run.json"
