@@ -357,14 +357,10 @@ func CompareImage(t testing.TB, mnt string, s *Store, want Want) {
 const indexFlag = 0x1000
 
 // Unindexed returns the directories under root (a mounted image) that span
-// more than one block but have no htree index. lost+found is left out: mkfs
-// gives it empty blocks ahead of need, and e2fsck never indexes it.
+// more than one block but have no htree index (see walkLargeDirs).
 func Unindexed(root string) ([]string, error) {
 	var out []string
-	err := filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
-		if err != nil || !fi.IsDir() || fi.Size() <= 4096 || p == filepath.Join(root, "lost+found") {
-			return err
-		}
+	err := walkLargeDirs(root, func(p string, fi os.FileInfo) error {
 		fd, err := unix.Open(p, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0)
 		if err != nil {
 			return err
@@ -382,6 +378,18 @@ func Unindexed(root string) ([]string, error) {
 	return out, err
 }
 
+// walkLargeDirs calls fn for every directory under root (a mounted image)
+// that spans more than one block, lost+found left out: mkfs gives it empty
+// blocks ahead of need, and e2fsck never indexes it.
+func walkLargeDirs(root string, fn func(p string, fi os.FileInfo) error) error {
+	return filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
+		if err != nil || !fi.IsDir() || fi.Size() <= 4096 || p == filepath.Join(root, "lost+found") {
+			return err
+		}
+		return fn(p, fi)
+	})
+}
+
 // htreeEntry is how debugfs' htree command prints an entry of a leaf block:
 // inode, hash-minor hash, record length, then the name and three blanks;
 // short entries share a line.
@@ -390,13 +398,10 @@ var htreeEntry = regexp.MustCompile(`(?:^|   )\d+ 0x[0-9a-f]{8}-[0-9a-f]{8} \(\d
 // CheckHtrees reads the index of every directory of the image that spans
 // more than one block with debugfs -R "htree DIR", and compares the names
 // its leaves hold with those the mounted image at mnt lists: each once,
-// none missing. lost+found is left out (see Unindexed).
+// none missing.
 func CheckHtrees(t *testing.T, image, mnt string) (checked int) {
 	t.Helper()
-	err := filepath.Walk(mnt, func(p string, fi os.FileInfo, err error) error {
-		if err != nil || !fi.IsDir() || fi.Size() <= 4096 || p == filepath.Join(mnt, "lost+found") {
-			return err
-		}
+	err := walkLargeDirs(mnt, func(p string, _ os.FileInfo) error {
 		rel := "/" + strings.TrimPrefix(strings.TrimPrefix(p, mnt), "/")
 		q, err := debugfsgen.Quote(rel)
 		if err != nil {
