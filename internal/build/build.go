@@ -66,7 +66,11 @@ type Options struct {
 	NoVerifyHashes bool
 	// Compress is "" or "zstd".
 	Compress string
-	Tools    e2fs.Tools
+	// Sync forces the finished image to the disk before it is moved to
+	// Output. Without it the page cache writes it when it will, as after
+	// cp (and as Nix leaves its build outputs).
+	Sync  bool
+	Tools e2fs.Tools
 	// Log receives the progress lines; Verbose (optional) every command.
 	Log     io.Writer
 	Verbose io.Writer
@@ -445,8 +449,11 @@ func build(ctx context.Context, o Options, worstCase bool) (res *Result, err err
 		}
 		phase("compress")
 	}
-	if err := syncFile(final); err != nil {
-		return nil, hostSpace(err, dir)
+	if o.Sync {
+		if err := syncFile(final); err != nil {
+			return nil, hostSpace(err, dir)
+		}
+		phase("sync")
 	}
 	rep.fill(sb, c, t, need, geo)
 	rep.Seconds["total"] = round(time.Since(start).Seconds())

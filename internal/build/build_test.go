@@ -3,6 +3,7 @@ package build
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/mkext4fs/mkext4fs/internal/imagetest"
 	"github.com/mkext4fs/mkext4fs/internal/nixtest"
+	"github.com/mkext4fs/mkext4fs/internal/nosync"
 	"github.com/mkext4fs/mkext4fs/internal/testutil"
 	"github.com/mkext4fs/mkext4fs/pkg/closure"
 )
@@ -274,6 +276,32 @@ func TestOwnerAndOptimise(t *testing.T) {
 	}
 	if c.Nlink != 2 || c.Ino == a.Ino {
 		t.Errorf("c: inode %d with %d links, want its own inode with 2", c.Ino, c.Nlink)
+	}
+}
+
+// The tools run without their fsyncs, through the trampoline TestMain
+// serves; --sync forces the image to the disk at the end. Neither changes a
+// byte of the image.
+func TestSync(t *testing.T) {
+	requireTools(t)
+	if !nosync.Enabled() {
+		t.Fatal("the tools are not wrapped: the test binary does not serve the trampoline")
+	}
+	s := mixedStore(t)
+	var sums [2][32]byte
+	for i, sync := range []bool{false, true} {
+		img, res := buildImage(t, s, func(o *Options) { o.Sync = sync })
+		if _, ok := res.Report.Seconds["sync"]; ok != sync {
+			t.Errorf("Sync %v: the report's phases are %v", sync, res.Report.Seconds)
+		}
+		data, err := os.ReadFile(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sums[i] = sha256.Sum256(data)
+	}
+	if sums[0] != sums[1] {
+		t.Error("the image built with Sync differs from the one built without")
 	}
 }
 

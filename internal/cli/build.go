@@ -31,7 +31,7 @@ type buildFlags struct {
 	report, compress, storeDir, attrsKey      string
 	timestamp, extraInodes, bulkBlocks        int64
 	reserved                                  float64
-	optimise, noVerify, verbose               bool
+	optimise, noVerify, verbose, sync         bool
 	tools                                     e2fs.Tools
 }
 
@@ -41,6 +41,7 @@ func (f *buildFlags) register(fs *flag.FlagSet, withOutput bool) {
 		fs.StringVar(&f.report, "report", "", "write a JSON build report to this file")
 		fs.StringVar(&f.compress, "compress", "", `compress the image: "zstd"`)
 		fs.BoolVar(&f.verbose, "v", false, "print every command run and every debugfs command")
+		fs.BoolVar(&f.sync, "sync", false, "force the image to the disk (fsync) before moving it to --output")
 		fs.Int64Var(&f.bulkBlocks, "bulk-blocks", build.DefaultBulkBlocks, "copy files of at least this many 4 KiB blocks into the image directly instead of through debugfs' write (0: never)")
 	}
 	fs.StringVar(&f.label, "label", "NIXOS_SD", "volume label (at most 16 bytes)")
@@ -85,6 +86,7 @@ func (f *buildFlags) options(env *Env, graphs []string) (build.Options, error) {
 		Optimise:         f.optimise,
 		NoVerifyHashes:   f.noVerify,
 		Compress:         f.compress,
+		Sync:             f.sync,
 		Tools:            f.tools,
 		Log:              env.Stderr,
 		ToolVersion:      env.Version,

@@ -17,6 +17,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/mkext4fs/mkext4fs/internal/nosync"
 )
 
 // Tools are the programs the build runs. Empty fields are looked up on
@@ -246,6 +248,8 @@ func (r *Runner) command(ctx context.Context, tool string, args ...string) *exec
 		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	}
 	cmd.WaitDelay = 5 * time.Second
+	// The tools' fsyncs only wait for the page cache: see package nosync.
+	nosync.Wrap(cmd)
 	if r.Verbose != nil {
 		fmt.Fprintf(r.Verbose, "+ %s\n", strings.Join(append([]string{filepath.Base(tool)}, args...), " "))
 	}
