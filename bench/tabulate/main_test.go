@@ -77,6 +77,7 @@ func TestTable(t *testing.T) {
 		"main\tmain\tb\t1\t40.0\t30\t2\t4096\t2097152000\t0\t0.5\t\n" +
 		"main\tmain\tc\t1\t60.0\t30\t9\t4096\t1153433600\t0\t0.5\t\n" +
 		"main\tmain\te\t1\t8.0\t0.1\t6\t4096\t-\t0\t0.5\t\n" +
+		"main\tsync\ta\t1\t8.00\t3\t1\t102400\t1048576000\t0\t0.5\t\n" +
 		"main\tsamefree\ta\t1\t4.50\t3\t1\t102400\t1126170624\t0\t0.5\tfsck clean\n" +
 		"flat\t0\ta\t1\t0.10\t0\t0\t4096\t-\t0\t0.5\t\n" +
 		"flat\t80000\ta\t1\t1.10\t0\t0\t4096\t-\t0\t0.5\t\n" +
@@ -107,6 +108,8 @@ func TestTable(t *testing.T) {
 	for _, want := range []string{
 		"| 5.00 | 4.00–6.00, 1 failed |",                    // median of the two good runs of (a)
 		"| (a) at least 6x faster than (b) | 8.00x | met |", // 40 / 5
+		"| (a) with `--sync` at least 6x faster than (b) | 5.00x | **not met** |", // 40 / 8
+		"| " + syncName + " | 8.00 | 1 run |",
 		"| (a) at least 10x faster than (c) | 12.00x | met |",
 		"| (a) no slower than (e), `cp -a` | 0.62x the time | met |",
 		"| 2.80 (1.40) |", // 2.8 / 1.0 per doubling, over linear
