@@ -106,8 +106,8 @@ func TestTable(t *testing.T) {
 	}
 	table := out.String()
 	for _, want := range []string{
-		"| 5.00 | 4.00–6.00, 1 failed |",                    // median of the two good runs of (a)
-		"| (a) at least 6x faster than (b) | 8.00x | met |", // 40 / 5
+		"| 5.00 | 4.00–6.00, 1 failed |",                                          // median of the two good runs of (a)
+		"| (a) at least 6x faster than (b) | 8.00x | met |",                       // 40 / 5
 		"| (a) with `--sync` at least 6x faster than (b) | 5.00x | **not met** |", // 40 / 8
 		"| " + syncName + " | 8.00 | 1 run |",
 		"| (a) at least 10x faster than (c) | 12.00x | met |",
