@@ -13,9 +13,9 @@ import (
 	"runtime"
 	"sort"
 	"sync"
-	"syscall"
 
 	"github.com/mkext4fs/mkext4fs/internal/sched"
+	"golang.org/x/sys/unix"
 )
 
 // HashOptions say where Hash finds the files and what it checks.
@@ -156,6 +156,8 @@ type narHasher struct {
 	count countingWriter
 	bw    *bufio.Writer
 	buf   []byte
+	// dirBuf receives directory entries.
+	dirBuf []byte
 }
 
 // countingWriter feeds the hash and counts the NAR's bytes.
@@ -198,39 +200,67 @@ func (h *narHasher) encode(ctx context.Context, w io.Writer, fsPath string) erro
 	if err := e.begin(); err != nil {
 		return err
 	}
-	if err := h.walk(ctx, e, fsPath); err != nil {
+	if err := h.walk(ctx, e, unix.AT_FDCWD, fsPath, fsPath, 0); err != nil {
 		return err
 	}
 	return h.bw.Flush()
 }
 
-// walk writes the node at fsPath and everything below it.
-func (h *narHasher) walk(ctx context.Context, e *narEncoder, fsPath string) error {
-	fi, err := os.Lstat(fsPath)
-	if err != nil {
-		return err
+// maxOpenDepth is the depth below which walk holds a descriptor for each
+// directory on its way down and looks entries up by name in it; deeper,
+// it looks up whole paths, so a tree of any depth needs a bounded number
+// of descriptors.
+const maxOpenDepth = 32
+
+// walk writes the node at fsPath and everything below it. The node is
+// looked up as at in the directory open at dirfd: its name, or fsPath
+// itself with AT_FDCWD.
+func (h *narHasher) walk(ctx context.Context, e *narEncoder, dirfd int, at, fsPath string, depth int) error {
+	var st unix.Stat_t
+	if err := retry(func() error { return unix.Fstatat(dirfd, at, &st, unix.AT_SYMLINK_NOFOLLOW) }); err != nil {
+		return &os.PathError{Op: "lstat", Path: fsPath, Err: err}
 	}
-	switch mode := fi.Mode(); {
-	case mode&os.ModeSymlink != 0:
-		target, err := os.Readlink(fsPath)
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFLNK:
+		target, err := readlinkAt(dirfd, at)
 		if err != nil {
-			return err
+			return &os.PathError{Op: "readlink", Path: fsPath, Err: err}
 		}
 		return e.symlink(target)
 
-	case mode.IsDir():
+	case unix.S_IFDIR:
 		if err := e.beginDirectory(); err != nil {
 			return err
 		}
-		names, err := readDirNames(fsPath)
-		if err != nil {
+		var fd int
+		err := retry(func() (err error) {
+			fd, err = unix.Openat(dirfd, at, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 			return err
+		})
+		if err != nil {
+			return &os.PathError{Op: "open", Path: fsPath, Err: err}
+		}
+		names, err := h.readDirNames(fd)
+		if err != nil {
+			unix.Close(fd)
+			return fmt.Errorf("reading directory %s: %w", fsPath, err)
+		}
+		if depth+1 >= maxOpenDepth {
+			unix.Close(fd)
+			fd = unix.AT_FDCWD
+		} else {
+			defer unix.Close(fd)
 		}
 		for _, name := range names {
 			if err := e.beginEntry(name); err != nil {
 				return err
 			}
-			if err := h.walk(ctx, e, fsPath+"/"+name); err != nil {
+			child := fsPath + "/" + name
+			childAt := name
+			if fd == unix.AT_FDCWD {
+				childAt = child
+			}
+			if err := h.walk(ctx, e, fd, childAt, child, depth+1); err != nil {
 				return err
 			}
 			if err := e.endEntry(); err != nil {
@@ -239,54 +269,66 @@ func (h *narHasher) walk(ctx context.Context, e *narEncoder, fsPath string) erro
 		}
 		return e.endDirectory()
 
-	case mode.IsRegular():
+	case unix.S_IFREG:
 		// Nix marks a file executable when its owner may execute it.
-		size := uint64(fi.Size())
-		if err := e.beginRegular(mode&0o100 != 0, size); err != nil {
+		size := uint64(st.Size)
+		if err := e.beginRegular(st.Mode&0o100 != 0, size); err != nil {
 			return err
 		}
-		if err := h.copyFile(ctx, e, fsPath, fi.Size()); err != nil {
+		if err := h.copyFile(ctx, e, dirfd, at, fsPath, st.Size); err != nil {
 			return err
 		}
 		return e.endRegular(size)
 
 	default:
-		return fmt.Errorf("%s: cannot be put in a NAR: it is a %s, not a file, directory or symlink", fsPath, typeName(mode))
+		return fmt.Errorf("%s: cannot be put in a NAR: it is a %s, not a file, directory or symlink", fsPath, typeName(st.Mode))
 	}
 }
 
-// readDirNames lists a directory in the bytewise order NAR requires.
-func readDirNames(fsPath string) ([]string, error) {
-	d, err := os.Open(fsPath)
-	if err != nil {
-		return nil, err
+// readDirNames lists the directory open at fd in the bytewise order NAR
+// requires.
+func (h *narHasher) readDirNames(fd int) ([]string, error) {
+	if h.dirBuf == nil {
+		h.dirBuf = make([]byte, 32<<10)
 	}
-	names, err := d.Readdirnames(-1)
-	d.Close()
-	if err != nil {
-		return nil, fmt.Errorf("reading directory %s: %w", fsPath, err)
+	var names []string
+	for {
+		var n int
+		err := retry(func() (err error) {
+			n, err = unix.Getdents(fd, h.dirBuf)
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		if n <= 0 {
+			break
+		}
+		_, _, names = unix.ParseDirent(h.dirBuf[:n], -1, names)
 	}
 	sort.Strings(names)
 	return names, nil
 }
 
 // copyFile streams the file's contents into the NAR and checks that it
-// still has the size its header announced. It reads with plain system
-// calls: an os.File would try to register every file with the poller,
-// which costs more than reading a small file.
-func (h *narHasher) copyFile(ctx context.Context, e *narEncoder, fsPath string, size int64) error {
-	fd, err := openNoFollow(fsPath)
+// still has the size its header announced.
+func (h *narHasher) copyFile(ctx context.Context, e *narEncoder, dirfd int, at, fsPath string, size int64) error {
+	var fd int
+	err := retry(func() (err error) {
+		fd, err = unix.Openat(dirfd, at, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		return err
+	})
 	if err != nil {
 		return &os.PathError{Op: "open", Path: fsPath, Err: err}
 	}
-	defer syscall.Close(fd)
+	defer unix.Close(fd)
 	var n int64
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		m, err := syscall.Read(fd, h.buf)
-		if errors.Is(err, syscall.EINTR) {
+		m, err := unix.Read(fd, h.buf)
+		if errors.Is(err, unix.EINTR) {
 			continue
 		}
 		if err != nil {
@@ -309,24 +351,43 @@ func (h *narHasher) copyFile(ctx context.Context, e *narEncoder, fsPath string, 
 	return nil
 }
 
-func openNoFollow(p string) (int, error) {
-	for {
-		fd, err := syscall.Open(p, syscall.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
-		if !errors.Is(err, syscall.EINTR) {
-			return fd, err
+// readlinkAt reads the target of the symlink at in the directory open at
+// dirfd.
+func readlinkAt(dirfd int, at string) (string, error) {
+	for size := 256; ; size *= 2 {
+		b := make([]byte, size)
+		var n int
+		err := retry(func() (err error) {
+			n, err = unix.Readlinkat(dirfd, at, b)
+			return err
+		})
+		if err != nil {
+			return "", err
+		}
+		if n < size {
+			return string(b[:n]), nil
 		}
 	}
 }
 
-func typeName(mode os.FileMode) string {
-	switch {
-	case mode&os.ModeNamedPipe != 0:
+// retry runs a system call again while a signal interrupts it.
+func retry(call func() error) error {
+	for {
+		if err := call(); !errors.Is(err, unix.EINTR) {
+			return err
+		}
+	}
+}
+
+func typeName(mode uint32) string {
+	switch mode & unix.S_IFMT {
+	case unix.S_IFIFO:
 		return "named pipe"
-	case mode&os.ModeSocket != 0:
+	case unix.S_IFSOCK:
 		return "socket"
-	case mode&os.ModeCharDevice != 0:
+	case unix.S_IFCHR:
 		return "character device"
-	case mode&os.ModeDevice != 0:
+	case unix.S_IFBLK:
 		return "block device"
 	default:
 		return "special file"

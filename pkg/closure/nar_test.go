@@ -2,6 +2,7 @@ package closure_test
 
 import (
 	"bytes"
+	"fmt"
 	"io/fs"
 	"math/rand"
 	"os"
@@ -105,6 +106,33 @@ func TestNarEncoderMatchesGoNix(t *testing.T) {
 		t.Fatal(err)
 	}
 	roots = append(roots, link)
+	// Deeper than the hasher holds descriptors for (it then looks up
+	// whole paths), with a file and a symlink on every level.
+	deep := filepath.Join(base, "deep")
+	for i, d := 0, deep; i < 45; i, d = i+1, filepath.Join(d, "level") {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "f"), []byte(strings.Repeat("d", i)), 0o444); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(strings.Repeat("../", i%3)+"f", filepath.Join(d, "l")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	roots = append(roots, deep)
+	// More entries than one read of the directory returns.
+	wide := filepath.Join(base, "wide")
+	if err := os.Mkdir(wide, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3000; i++ {
+		name := filepath.Join(wide, fmt.Sprintf("entry-with-a-longish-name-%05d", (i*7919)%3000))
+		if err := os.WriteFile(name, []byte(name), 0o444); err != nil {
+			t.Fatal(err)
+		}
+	}
+	roots = append(roots, wide)
 	for _, root := range roots {
 		got, err := closure.EncodeNAR(root)
 		if err != nil {
