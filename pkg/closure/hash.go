@@ -14,6 +14,7 @@ import (
 	"sort"
 	"sync"
 
+	"github.com/mkext4fs/mkext4fs/internal/dirent"
 	"github.com/mkext4fs/mkext4fs/internal/sched"
 	"golang.org/x/sys/unix"
 )
@@ -173,7 +174,7 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 }
 
 func newNarHasher() *narHasher {
-	h := &narHasher{sum: sha256.New(), buf: make([]byte, readBufferSize)}
+	h := &narHasher{sum: sha256.New(), buf: make([]byte, readBufferSize), dirBuf: make([]byte, 32<<10)}
 	h.count.w = h.sum
 	// The encoder emits its framing as many 8-byte writes; the buffer
 	// turns them into few hash updates. File contents, written in large
@@ -206,12 +207,6 @@ func (h *narHasher) encode(ctx context.Context, w io.Writer, fsPath string) erro
 	return h.bw.Flush()
 }
 
-// maxOpenDepth is the depth below which walk holds a descriptor for each
-// directory on its way down and looks entries up by name in it; deeper,
-// it looks up whole paths, so a tree of any depth needs a bounded number
-// of descriptors.
-const maxOpenDepth = 32
-
 // walk writes the node at fsPath and everything below it. The node is
 // looked up as at in the directory open at dirfd: its name, or fsPath
 // itself with AT_FDCWD.
@@ -222,7 +217,7 @@ func (h *narHasher) walk(ctx context.Context, e *narEncoder, dirfd int, at, fsPa
 	}
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFLNK:
-		target, err := readlinkAt(dirfd, at)
+		target, err := dirent.Readlink(dirfd, at)
 		if err != nil {
 			return &os.PathError{Op: "readlink", Path: fsPath, Err: err}
 		}
@@ -240,12 +235,12 @@ func (h *narHasher) walk(ctx context.Context, e *narEncoder, dirfd int, at, fsPa
 		if err != nil {
 			return &os.PathError{Op: "open", Path: fsPath, Err: err}
 		}
-		names, err := h.readDirNames(fd)
+		names, err := dirent.ReadNames(fd, h.dirBuf)
 		if err != nil {
 			unix.Close(fd)
 			return fmt.Errorf("reading directory %s: %w", fsPath, err)
 		}
-		if depth+1 >= maxOpenDepth {
+		if depth+1 >= dirent.MaxOpenDepth {
 			unix.Close(fd)
 			fd = unix.AT_FDCWD
 		} else {
@@ -283,31 +278,6 @@ func (h *narHasher) walk(ctx context.Context, e *narEncoder, dirfd int, at, fsPa
 	default:
 		return fmt.Errorf("%s: cannot be put in a NAR: it is a %s, not a file, directory or symlink", fsPath, typeName(st.Mode))
 	}
-}
-
-// readDirNames lists the directory open at fd in the bytewise order NAR
-// requires.
-func (h *narHasher) readDirNames(fd int) ([]string, error) {
-	if h.dirBuf == nil {
-		h.dirBuf = make([]byte, 32<<10)
-	}
-	var names []string
-	for {
-		var n int
-		err := retry(func() (err error) {
-			n, err = unix.Getdents(fd, h.dirBuf)
-			return err
-		})
-		if err != nil {
-			return nil, err
-		}
-		if n <= 0 {
-			break
-		}
-		_, _, names = unix.ParseDirent(h.dirBuf[:n], -1, names)
-	}
-	sort.Strings(names)
-	return names, nil
 }
 
 // copyFile streams the file's contents into the NAR and checks that it
@@ -349,25 +319,6 @@ func (h *narHasher) copyFile(ctx context.Context, e *narEncoder, dirfd int, at, 
 		return fmt.Errorf("%s: file shrank while it was being hashed (read %d of %d bytes)", fsPath, n, size)
 	}
 	return nil
-}
-
-// readlinkAt reads the target of the symlink at in the directory open at
-// dirfd.
-func readlinkAt(dirfd int, at string) (string, error) {
-	for size := 256; ; size *= 2 {
-		b := make([]byte, size)
-		var n int
-		err := retry(func() (err error) {
-			n, err = unix.Readlinkat(dirfd, at, b)
-			return err
-		})
-		if err != nil {
-			return "", err
-		}
-		if n < size {
-			return string(b[:n]), nil
-		}
-	}
 }
 
 // retry runs a system call again while a signal interrupts it.

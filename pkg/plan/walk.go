@@ -10,11 +10,12 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"sort"
+
 	"strings"
 	"sync"
 	"sync/atomic"
 
+	"github.com/mkext4fs/mkext4fs/internal/dirent"
 	"golang.org/x/sys/unix"
 )
 
@@ -245,11 +246,6 @@ func (w *walker) walk(host, name, storePath string, uid, gid uint32) (*Node, err
 	return w.entry(unix.AT_FDCWD, host, host, name, storePath, uid, gid, &st, 0)
 }
 
-// maxOpenDepth is the depth below which the walk holds a descriptor for
-// each directory on its way down; deeper, it looks up whole paths, so a
-// tree of any depth needs a bounded number of descriptors.
-const maxOpenDepth = 32
-
 // entry makes the node of a host entry whose lstat is st; at names it
 // relative to the directory open at dirfd (or is host, with AT_FDCWD).
 // Directories are read through descriptors, so that each name is looked
@@ -268,12 +264,12 @@ func (w *walker) entry(dirfd int, at, host, name, storePath string, uid, gid uin
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", describe(host, storePath), &os.PathError{Op: "open", Path: host, Err: err})
 	}
-	names, err := readDirNames(fd)
+	names, err := dirent.ReadNames(fd, nil)
 	if err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("%s: %w", describe(host, storePath), &os.PathError{Op: "readdirent", Path: host, Err: err})
 	}
-	if depth >= maxOpenDepth {
+	if depth >= dirent.MaxOpenDepth {
 		unix.Close(fd)
 		fd = unix.AT_FDCWD
 	} else {
@@ -351,7 +347,7 @@ func leaf(dirfd int, at, host, name, storePath string, uid, gid uint32, st *unix
 	case unix.S_IFLNK:
 		n.Kind = Symlink
 		n.Perm = 0o777
-		target, err := readlinkAt(dirfd, at)
+		target, err := dirent.Readlink(dirfd, at)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", describe(host, storePath), &os.PathError{Op: "readlink", Path: host, Err: err})
 		}
@@ -450,21 +446,6 @@ func (w *walker) lookAhead(fd int, host string, names []string, storePath string
 	return out, w.ctx.Err()
 }
 
-// readlinkAt reads the target of the symlink name in the directory open at
-// dirfd.
-func readlinkAt(dirfd int, name string) (string, error) {
-	for size := 256; ; size *= 2 {
-		b := make([]byte, size)
-		n, err := unix.Readlinkat(dirfd, name, b)
-		if err != nil {
-			return "", err
-		}
-		if n < size {
-			return string(b[:n]), nil
-		}
-	}
-}
-
 func fileModeType(m uint32) os.FileMode {
 	switch m & unix.S_IFMT {
 	case unix.S_IFIFO:
@@ -484,27 +465,6 @@ func describe(host, storePath string) string {
 		return "store path " + storePath
 	}
 	return host
-}
-
-// readDirNames lists the directory open at fd, sorted bytewise.
-func readDirNames(fd int) ([]string, error) {
-	buf := make([]byte, 32<<10)
-	var names []string
-	for {
-		n, err := unix.ReadDirent(fd, buf)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		if n <= 0 {
-			break
-		}
-		_, _, names = unix.ParseDirent(buf[:n], -1, names)
-	}
-	sort.Strings(names)
-	return names, nil
 }
 
 func idOf(st *unix.Stat_t) fileID {

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mkext4fs/mkext4fs/internal/dirent"
 )
 
 const testStorePath = "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-test"
@@ -229,7 +231,7 @@ func TestWalkThroughDescriptors(t *testing.T) {
 		if err := os.Symlink(long, filepath.Join(p, "link")); err != nil {
 			return err
 		}
-		deep := filepath.Join(p, strings.Repeat("d/", maxOpenDepth+8))
+		deep := filepath.Join(p, strings.Repeat("d/", dirent.MaxOpenDepth+8))
 		if err := os.MkdirAll(deep, 0o755); err != nil {
 			return err
 		}
@@ -268,7 +270,7 @@ func TestWalkThroughDescriptors(t *testing.T) {
 			t.Errorf("%s: walked %d blocks in %d runs, want 2 in 2", s.Host, s.Blocks, s.Runs)
 		}
 	}
-	if deep.Host != filepath.Join(p, strings.Repeat("d/", maxOpenDepth+8)) {
+	if deep.Host != filepath.Join(p, strings.Repeat("d/", dirent.MaxOpenDepth+8)) {
 		t.Errorf("deepest directory walked: %s", deep.Host)
 	}
 }
