@@ -33,6 +33,12 @@ type HashOptions struct {
 	// Workers bounds how many store paths are hashed at once; 0 means
 	// GOMAXPROCS.
 	Workers int
+	// Small, when set, is given every regular file of at most SmallSize
+	// bytes that is hashed (once for each of its names), with its lstat
+	// and its whole content, valid only during the call. It is called
+	// from several goroutines at once.
+	Small     func(st *unix.Stat_t, content []byte)
+	SmallSize int64
 }
 
 // readBufferSize is the size of the reads from a file. Large reads keep the
@@ -55,8 +61,7 @@ func (c *Closure) Hash(ctx context.Context, opts HashOptions) error {
 	}
 	var todo []int
 	for i := range c.Paths {
-		p := &c.Paths[i]
-		if opts.Verify || p.NarHash == "" || p.NarSize == 0 {
+		if needsHash(&c.Paths[i], opts.Verify) {
 			todo = append(todo, i)
 		}
 	}
@@ -92,6 +97,7 @@ func (c *Closure) Hash(ctx context.Context, opts HashOptions) error {
 				sched.Background()
 			}
 			h := newNarHasher()
+			h.small, h.smallSize = opts.Small, opts.SmallSize
 			for i := range jobs {
 				if err := c.hashSafely(ctx, h, root, &c.Paths[i]); err != nil {
 					fail(err)
@@ -116,6 +122,22 @@ feed:
 		return fmt.Errorf("hashing store paths: %w", err)
 	}
 	return nil
+}
+
+// needsHash reports whether Hash reads store path p.
+func needsHash(p *Path, verify bool) bool {
+	return verify || p.NarHash == "" || p.NarSize == 0
+}
+
+// HashesAll reports whether Hash, with Verify set to verify, reads every
+// store path of the closure.
+func (c *Closure) HashesAll(verify bool) bool {
+	for i := range c.Paths {
+		if !needsHash(&c.Paths[i], verify) {
+			return false
+		}
+	}
+	return true
 }
 
 // hashSafely is hashOne with a bug turned into an error: a panic in a
@@ -159,6 +181,10 @@ type narHasher struct {
 	buf   []byte
 	// dirBuf receives directory entries.
 	dirBuf []byte
+	// small, when set, sees the files of at most smallSize bytes
+	// (HashOptions.Small).
+	small     func(st *unix.Stat_t, content []byte)
+	smallSize int64
 }
 
 // countingWriter feeds the hash and counts the NAR's bytes.
@@ -270,7 +296,7 @@ func (h *narHasher) walk(ctx context.Context, e *narEncoder, dirfd int, at, fsPa
 		if err := e.beginRegular(st.Mode&0o100 != 0, size); err != nil {
 			return err
 		}
-		if err := h.copyFile(ctx, e, dirfd, at, fsPath, st.Size); err != nil {
+		if err := h.copyFile(ctx, e, dirfd, at, fsPath, &st); err != nil {
 			return err
 		}
 		return e.endRegular(size)
@@ -281,8 +307,11 @@ func (h *narHasher) walk(ctx context.Context, e *narEncoder, dirfd int, at, fsPa
 }
 
 // copyFile streams the file's contents into the NAR and checks that it
-// still has the size its header announced.
-func (h *narHasher) copyFile(ctx context.Context, e *narEncoder, dirfd int, at, fsPath string, size int64) error {
+// still has the size its header announced, that of its lstat st.
+func (h *narHasher) copyFile(ctx context.Context, e *narEncoder, dirfd int, at, fsPath string, st *unix.Stat_t) error {
+	size := st.Size
+	// A small file is read whole into the buffer, for h.small.
+	small := h.small != nil && size <= h.smallSize && size <= int64(len(h.buf))
 	var fd int
 	err := retry(func() (err error) {
 		fd, err = unix.Openat(dirfd, at, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
@@ -297,7 +326,11 @@ func (h *narHasher) copyFile(ctx context.Context, e *narEncoder, dirfd int, at, 
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		m, err := unix.Read(fd, h.buf)
+		buf := h.buf
+		if small {
+			buf = h.buf[n:]
+		}
+		m, err := unix.Read(fd, buf)
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}
@@ -310,13 +343,16 @@ func (h *narHasher) copyFile(ctx context.Context, e *narEncoder, dirfd int, at, 
 		if n+int64(m) > size {
 			return fmt.Errorf("%s: file grew while it was being hashed (expected %d bytes)", fsPath, size)
 		}
-		if _, err := e.w.Write(h.buf[:m]); err != nil {
+		if _, err := e.w.Write(buf[:m]); err != nil {
 			return err
 		}
 		n += int64(m)
 	}
 	if n != size {
 		return fmt.Errorf("%s: file shrank while it was being hashed (read %d of %d bytes)", fsPath, n, size)
+	}
+	if small {
+		h.small(st, h.buf[:size])
 	}
 	return nil
 }

@@ -11,11 +11,13 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
 	"github.com/mkext4fs/mkext4fs/internal/nixtest"
 	"github.com/mkext4fs/mkext4fs/pkg/closure"
+	"golang.org/x/sys/unix"
 )
 
 // helperRoot and helperGraph make the test binary run hashAndExit instead
@@ -375,6 +377,73 @@ func TestHashWorkers(t *testing.T) {
 	for i := range one.Paths {
 		if one.Paths[i].NarHash != many.Paths[i].NarHash || !one.Paths[i].HasNar() {
 			t.Errorf("%s: %s with one worker, %s with seven", one.Paths[i].Path, one.Paths[i].NarHash, many.Paths[i].NarHash)
+		}
+	}
+}
+
+// Small sees every file of at most SmallSize bytes once for each of its
+// names, with its lstat and its whole content, and nothing else; the
+// hashes are those of a hashing without it.
+func TestHashSmall(t *testing.T) {
+	rng := rand.New(rand.NewSource(9))
+	paths := []string{storePath(60, "small-file"), storePath(61, "s1"), storePath(62, "s2")}
+	root, graph := newStore(t, paths...)
+	writeFile(t, filepath.Join(root, paths[0]), "a store path that is one file")
+	for _, p := range paths[1:] {
+		randomTree(t, rng, filepath.Join(root, p), 0)
+	}
+	// A hard link, seen once for each name.
+	writeFile(t, filepath.Join(root, paths[1], "linked"), strings.Repeat("l", 4096))
+	if err := os.Link(filepath.Join(root, paths[1], "linked"), filepath.Join(root, paths[2], "link")); err != nil {
+		t.Fatal(err)
+	}
+	const smallSize = 4096
+	want := map[string]bool{}
+	for _, p := range paths {
+		err := filepath.Walk(filepath.Join(root, p), func(path string, info os.FileInfo, err error) error {
+			if err == nil && info.Mode().IsRegular() && info.Size() <= smallSize {
+				want[path] = true
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	var mu sync.Mutex
+	seen := map[string]int{} // content and inode, as seen
+	c := load(t, []string{graph}, closure.Options{})
+	err := c.Hash(context.Background(), closure.HashOptions{Root: root, SmallSize: smallSize, Small: func(st *unix.Stat_t, content []byte) {
+		mu.Lock()
+		defer mu.Unlock()
+		seen[fmt.Sprintf("%d:%x", st.Ino, content)]++
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	expected := map[string]int{}
+	for path := range want {
+		var st syscall.Stat_t
+		if err := syscall.Lstat(path, &st); err != nil {
+			t.Fatal(err)
+		}
+		content, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		expected[fmt.Sprintf("%d:%x", st.Ino, content)]++
+	}
+	if len(want) < 5 || fmt.Sprint(seen) != fmt.Sprint(expected) {
+		t.Errorf("Small saw %d files:\n%v\nwant the %d of at most %d bytes:\n%v", len(seen), seen, len(want), smallSize, expected)
+	}
+	plain := load(t, []string{graph}, closure.Options{})
+	if err := plain.Hash(context.Background(), closure.HashOptions{Root: root}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range c.Paths {
+		if c.Paths[i].NarHash != plain.Paths[i].NarHash || c.Paths[i].NarSize != plain.Paths[i].NarSize {
+			t.Errorf("%s: %s with Small, %s without", c.Paths[i].Path, c.Paths[i].NarHash, plain.Paths[i].NarHash)
 		}
 	}
 }
