@@ -147,6 +147,9 @@ func Prepare(ctx context.Context, o *Options) (*Prepared, error) {
 		Optimise:   o.Optimise,
 		StageBytes: o.StageBytes,
 		BulkBlocks: bulk,
+		// A build hashes every store path while it populates the image:
+		// the small files are read then (see plan.SmallReads).
+		DeferSmall: o.emptyDir != "" && c.HashesAll(!o.NoVerifyHashes),
 	})
 	if err != nil {
 		return nil, err
@@ -263,8 +266,14 @@ func build(ctx context.Context, o Options, worstCase bool) (res *Result, err err
 	hashDone := make(chan error, 1)
 	hashCtx, cancel := context.WithCancel(ctx)
 	cancelHash = cancel
+	hashOpts := closure.HashOptions{Root: o.Root, Verify: !o.NoVerifyHashes, Background: true}
+	var small *plan.SmallReads
+	if size, ok := t.SmallSize(); ok {
+		small = &plan.SmallReads{}
+		hashOpts.Small, hashOpts.SmallSize = small.Add, size
+	}
 	go func() {
-		hashDone <- c.Hash(hashCtx, closure.HashOptions{Root: o.Root, Verify: !o.NoVerifyHashes, Background: true})
+		hashDone <- c.Hash(hashCtx, hashOpts)
 	}()
 	hashWait := func() error {
 		select {
@@ -291,7 +300,9 @@ func build(ctx context.Context, o Options, worstCase bool) (res *Result, err err
 	if err := r.WriteConfig(mkfsFeatures); err != nil {
 		return nil, err
 	}
-	need := t.Need(plan.Geometry{MetadataCsum: csum, WorstCasePeak: worstCase, Merge: len(prep.Script.Merges) > 0})
+	// With small files unread, need is an upper bound until they are.
+	geometry := plan.Geometry{MetadataCsum: csum, WorstCasePeak: worstCase, Merge: len(prep.Script.Merges) > 0}
+	need := t.Need(geometry)
 	geo, err := fitSize(ctx, r, work, &o, need)
 	if err != nil {
 		return nil, hostSpace(err, dir)
@@ -334,6 +345,9 @@ func build(ctx context.Context, o Options, worstCase bool) (res *Result, err err
 		if changed := t.CheckUnchanged(); changed != nil {
 			return nil, changed // the cause, with the file's path
 		}
+		if unreadable := t.CheckReadable(); unreadable != nil {
+			return nil, unreadable
+		}
 		return nil, imageSpace(hostSpace(err, dir), need, geo)
 	}
 	if err := allocated(); err != nil {
@@ -360,6 +374,15 @@ func build(ctx context.Context, o Options, worstCase bool) (res *Result, err err
 		return nil, err
 	}
 	log.printf("hashed %d store paths, %s of NAR", len(c.Paths), units.Bytes(int64(c.NarBytes())))
+	if small != nil {
+		if err := t.Settle(small); err != nil {
+			if changed := t.CheckUnchanged(); changed != nil {
+				return nil, changed
+			}
+			return nil, err
+		}
+		need = t.Need(geometry)
+	}
 	phase("hash_wait")
 	var reg bytes.Buffer
 	if err := c.WriteRegistration(&reg); err != nil {

@@ -318,6 +318,51 @@ func TestSizes(t *testing.T) {
 	}
 }
 
+// TestSmallFilesCountedWhileHashing: the blocks of the small files, which
+// the walk leaves unread for the hashing to count, are those debugfs
+// stores: with many of them holding blocks of zeros, the build plans the
+// content a plan that reads them has, checks it, and keeps no more free
+// space than asked for.
+func TestSmallFilesCountedWhileHashing(t *testing.T) {
+	requireTools(t)
+	s := imagetest.NewStore(t)
+	s.Add(t, "small-sparse", func(p string) error {
+		if err := os.MkdirAll(filepath.Join(p, "sub"), 0o755); err != nil {
+			return err
+		}
+		for i := 0; i < 2000; i++ {
+			// 1 to 4 blocks; a block of data where the bits of i say.
+			n := 1 + i%4
+			content := make([]byte, n*4096-i%97)
+			for b := 0; b < n; b++ {
+				if i>>b&1 == 1 {
+					content[b*4096+i%50] = byte(i)
+				}
+			}
+			if err := os.WriteFile(filepath.Join(p, fmt.Sprintf("f%04d", i)), content, 0o444); err != nil {
+				return err
+			}
+		}
+		return os.Link(filepath.Join(p, "f0006"), filepath.Join(p, "sub", "link"))
+	})
+	s.Finish(t)
+	img, res := buildImage(t, s, func(o *Options) { o.Headroom = 0 })
+	// Files of one block or more go in bulk, read by the walk.
+	_, read := buildImage(t, s, func(o *Options) { o.Headroom, o.BulkBlocks = 0, 1 })
+	if got, want := res.Report.Blocks.Planned, read.Report.Blocks.Planned; got != want || fmt.Sprint(res.Report.StorePaths) != fmt.Sprint(read.Report.StorePaths) {
+		t.Errorf("planned %d blocks of content, %+v; a walk that reads the files plans %d, %+v", got, res.Report.StorePaths, want, read.Report.StorePaths)
+	}
+	sb, err := e2fs.ReadSuperblock(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if free, limit := sb.UnreservedFree()*4096, int64(sb.BlocksCount)*4096/100+1<<20; free > limit {
+		t.Errorf("%d bytes free, want at most %d", free, limit)
+	}
+	mnt := imagetest.Mount(t, img)
+	imagetest.CompareImage(t, mnt, s, imagetest.Want{Time: 1})
+}
+
 func fileDigest(t *testing.T, p string) string {
 	t.Helper()
 	f, err := os.Open(p)

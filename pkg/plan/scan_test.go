@@ -76,20 +76,24 @@ func countBlocks(p string) (blocks, runs int64, err error) {
 }
 
 // scanLayout walks a store path holding one file of the layout and
-// compares its planned blocks with the oracle, hashing (Optimise) and not.
+// compares its planned blocks with the oracle, hashing (Optimise) and not,
+// and reading small files later (DeferSmall, then Settle).
 func scanLayout(t *testing.T, layout []byte) *Node {
 	t.Helper()
 	var file *Node
-	for _, optimise := range []bool{false, true} {
-		tree, p := walkStore(t, func(p string) error { return layoutFile(p, layout) }, Options{Optimise: optimise})
+	for _, opts := range []Options{{}, {Optimise: true}, {DeferSmall: true}} {
+		tree, p := walkStore(t, func(p string) error { return layoutFile(p, layout) }, opts)
+		if err := tree.Settle(readSmall(t, tree)); err != nil {
+			t.Fatal(err)
+		}
 		blocks, runs, err := countBlocks(p)
 		if err != nil {
 			t.Fatal(err)
 		}
 		n := tree.Store.Children[0]
 		if n.Blocks != blocks || n.Runs != runs {
-			t.Fatalf("layout %v, optimise %v: planned %d blocks in %d runs, the file has %d in %d",
-				layout, optimise, n.Blocks, n.Runs, blocks, runs)
+			t.Fatalf("layout %v, %+v: planned %d blocks in %d runs, the file has %d in %d",
+				layout, opts, n.Blocks, n.Runs, blocks, runs)
 		}
 		if need := tree.Need(Geometry{}); need.DataBlocks != blocks {
 			t.Fatalf("Need has %d data blocks, want %d", need.DataBlocks, blocks)
@@ -110,6 +114,9 @@ var layouts = [][]byte{
 	{0, 255, 0, 255, 2, 100, 1, 100},
 	// More data in one run than the scanner reads at once (1 MiB).
 	bytes.Repeat([]byte{0, 255}, 60),
+	// Small files with blocks of zeros (DeferSmall leaves them unread).
+	{1, 32, 0, 0},
+	{0, 42, 1, 63, 0, 0},
 }
 
 // FuzzScan: the blocks and runs the walk plans for a file of data, written

@@ -81,6 +81,9 @@ type Node struct {
 	// caller copies the content into those blocks and then marks them
 	// initialised (see pkg/debugfsgen). Blocks of zeros are left out.
 	Bulk bool
+	// Estimated marks a file the walk left unread (Options.DeferSmall):
+	// Blocks and Runs are upper bounds until Tree.Settle.
+	Estimated bool
 
 	extra  bool
 	parent *Node
@@ -188,6 +191,10 @@ type Tree struct {
 	Root *Node
 	// Store is the node of the store directory (/nix/store).
 	Store *Node
+	// small is the size up to which the walk left store files unread,
+	// when deferred is set (see Options.DeferSmall).
+	small    int64
+	deferred bool
 }
 
 // Walk calls fn for every node in depth-first order, parents before their

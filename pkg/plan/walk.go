@@ -62,7 +62,31 @@ type Options struct {
 	// permission bits (no set-id or sticky bit): the caller copies their
 	// content into the image itself (see Node.Bulk).
 	BulkBlocks int64
+	// DeferSmall leaves the small files of the store paths unread (those
+	// of at most Tree.SmallSize bytes; none under Optimise): their Blocks
+	// are an upper bound and they are marked Estimated, until the caller,
+	// who reads every one of them later, gives what it found to Settle.
+	DeferSmall bool
 }
+
+// smallSize is the size up to which DeferSmall leaves store files unread;
+// -1 when it leaves none.
+func (o *Options) smallSize() int64 {
+	if !o.DeferSmall || o.Optimise {
+		return -1 // Optimise reads every file for its digest
+	}
+	if o.BulkBlocks > 0 && o.BulkBlocks <= SmallBlocks {
+		// A file that may go in bulk is read: its runs are needed now.
+		return (o.BulkBlocks - 1) * BlockSize
+	}
+	return SmallBlocks * BlockSize
+}
+
+// SmallBlocks is the size in blocks up to which DeferSmall leaves files
+// unread. A file that small has at most two runs of data, so its extents
+// fit in its inode whatever its content: only its count of blocks is
+// unknown.
+const SmallBlocks = 4
 
 // DefaultStageBytes is the size of a directory's entries above which the
 // script links its entries in through a staging directory: about four
@@ -90,6 +114,8 @@ func Walk(ctx context.Context, opts Options) (*Tree, error) {
 	t.Store = store
 
 	w := &walker{ctx: ctx, opts: opts, buf: make([]byte, readWhole)}
+	t.small = opts.smallSize()
+	t.deferred = t.small >= 0
 	for _, sp := range opts.StorePaths {
 		name := strings.TrimPrefix(sp, storeDir+"/")
 		if name == sp || name == "" || strings.Contains(name, "/") || name == "." || name == ".." {
@@ -341,6 +367,13 @@ func leaf(dirfd int, at, host, name, storePath string, uid, gid uint32, st *unix
 		if n.Size > readWhole {
 			return n, nil // scan reads it
 		}
+		if storePath != "" && n.Size <= opts.smallSize() {
+			// Every block may hold data, in at most two runs (SmallBlocks).
+			n.Blocks = (n.Size + BlockSize - 1) / BlockSize
+			n.Runs = min(n.Blocks, 2)
+			n.Estimated = true
+			return n, nil
+		}
 		if err := scanSafely(n, buf, opts.Optimise, opts.BulkBlocks, func() (int, error) { return n.openAt(dirfd, at) }); err != nil {
 			return nil, err
 		}
@@ -577,12 +610,57 @@ var zeroBlock [BlockSize]byte
 // looked through for holes with SEEK_DATA and SEEK_HOLE.
 const readWhole = 64 << 10
 
+// blockCount counts the blocks of a file that debugfs' write stores, those
+// not all zeros, and the runs they form, from pieces of the file read in
+// order from block boundaries.
+type blockCount struct {
+	blocks, runs int64
+	lastEnd      int64 // offset just past the last block of data; -1 before any
+	// record keeps the runs in data, up to MaxBulkRuns+1 of them.
+	record bool
+	data   [][2]int64
+}
+
+func newBlockCount(record bool) *blockCount {
+	return &blockCount{lastEnd: -1, record: record}
+}
+
+// add counts chunk, the bytes of the file from offset off.
+func (c *blockCount) add(chunk []byte, off int64) {
+	for b := 0; b < len(chunk); b += BlockSize {
+		end := min(b+BlockSize, len(chunk))
+		if bytes.Equal(chunk[b:end], zeroBlock[:end-b]) {
+			continue
+		}
+		c.blocks++
+		if off+int64(b) != c.lastEnd {
+			c.runs++
+			if c.record && len(c.data) <= MaxBulkRuns {
+				c.data = append(c.data, [2]int64{(off + int64(b)) / BlockSize, 0})
+			}
+		}
+		if c.record && len(c.data) <= MaxBulkRuns {
+			c.data[len(c.data)-1][1]++
+		}
+		c.lastEnd = off + int64(end)
+		if end-b < BlockSize {
+			c.lastEnd = off + int64(b) + BlockSize
+		}
+	}
+}
+
+// DataBlocks returns the blocks debugfs' write stores of a file whose
+// whole content is content, and the runs they form: those of its 4 KiB
+// blocks that are not all zeros.
+func DataBlocks(content []byte) (blocks, runs int64) {
+	c := newBlockCount(false)
+	c.add(content, 0)
+	return c.blocks, c.runs
+}
+
 // scanFile reads file n, opened by open, and sets its Blocks, Runs, Data
 // and, with hash, its digest.
 func scanFile(n *Node, buf []byte, hash bool, bulkBlocks int64, open func() (int, error)) error {
-	// A file that may go in bulk: note where its data is.
-	record := bulkBlocks > 0 && (n.Size+BlockSize-1)/BlockSize >= bulkBlocks
-	var data [][2]int64
 	if n.Size == 0 && !hash {
 		return nil // nothing to read; CheckUnchanged catches a change
 	}
@@ -591,38 +669,12 @@ func scanFile(n *Node, buf []byte, hash bool, bulkBlocks int64, open func() (int
 		return err
 	}
 	defer unix.Close(fd)
+	// A file that may go in bulk: note where its data is.
+	count := newBlockCount(bulkBlocks > 0 && (n.Size+BlockSize-1)/BlockSize >= bulkBlocks)
 	var (
-		h       = sha256.New()
-		blocks  int64
-		runs    int64
-		lastEnd int64 = -1 // offset just past the last non-zero block
-		pos     int64
+		h   = sha256.New()
+		pos int64
 	)
-	count := func(chunk []byte, off int64) {
-		for b := 0; b < len(chunk); b += BlockSize {
-			end := b + BlockSize
-			if end > len(chunk) {
-				end = len(chunk)
-			}
-			if bytes.Equal(chunk[b:end], zeroBlock[:end-b]) {
-				continue
-			}
-			blocks++
-			if off+int64(b) != lastEnd {
-				runs++
-				if record && len(data) <= MaxBulkRuns {
-					data = append(data, [2]int64{(off + int64(b)) / BlockSize, 0})
-				}
-			}
-			if record && len(data) <= MaxBulkRuns {
-				data[len(data)-1][1]++
-			}
-			lastEnd = off + int64(end)
-			if end-b < BlockSize {
-				lastEnd = off + int64(b) + BlockSize
-			}
-		}
-	}
 	readRange := func(from, to int64) error {
 		for off := from; off < to; {
 			want := int64(len(buf))
@@ -634,7 +686,7 @@ func scanFile(n *Node, buf []byte, hash bool, bulkBlocks int64, open func() (int
 				err = io.EOF
 			}
 			if got > 0 {
-				count(buf[:got], off)
+				count.add(buf[:got], off)
 				if hash {
 					h.Write(buf[:got])
 				}
@@ -687,9 +739,9 @@ func scanFile(n *Node, buf []byte, hash bool, bulkBlocks int64, open func() (int
 			pos = hole
 		}
 	}
-	n.Blocks = blocks
-	n.Runs = runs
-	n.Data = data
+	n.Blocks = count.blocks
+	n.Runs = count.runs
+	n.Data = count.data
 	if hash {
 		n.digest = (*[32]byte)(h.Sum(nil))
 	}
