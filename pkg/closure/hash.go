@@ -34,9 +34,9 @@ type HashOptions struct {
 	// GOMAXPROCS.
 	Workers int
 	// Small, when set, is given every regular file of at most SmallSize
-	// bytes that is hashed (once for each of its names), with its lstat
-	// and its whole content, valid only during the call. It is called
-	// from several goroutines at once.
+	// bytes (less than 1 MiB) that is hashed (once for each of its
+	// names), with its lstat and its whole content, valid only during the
+	// call. It is called from several goroutines at once.
 	Small     func(st *unix.Stat_t, content []byte)
 	SmallSize int64
 }
@@ -58,6 +58,9 @@ func (c *Closure) Hash(ctx context.Context, opts HashOptions) error {
 	root := opts.Root
 	if root == "" {
 		root = "/"
+	}
+	if opts.Small != nil && opts.SmallSize >= readBufferSize {
+		return fmt.Errorf("internal error: small files of up to %d bytes do not fit the read buffer", opts.SmallSize)
 	}
 	var todo []int
 	for i := range c.Paths {
@@ -310,8 +313,9 @@ func (h *narHasher) walk(ctx context.Context, e *narEncoder, dirfd int, at, fsPa
 // still has the size its header announced, that of its lstat st.
 func (h *narHasher) copyFile(ctx context.Context, e *narEncoder, dirfd int, at, fsPath string, st *unix.Stat_t) error {
 	size := st.Size
-	// A small file is read whole into the buffer, for h.small.
-	small := h.small != nil && size <= h.smallSize && size <= int64(len(h.buf))
+	// A small file is read whole into the buffer, for h.small, with room
+	// left to see that it ends there.
+	small := h.small != nil && size <= h.smallSize && size < int64(len(h.buf))
 	var fd int
 	err := retry(func() (err error) {
 		fd, err = unix.Openat(dirfd, at, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
