@@ -438,6 +438,10 @@ func TestHashSmall(t *testing.T) {
 		t.Errorf("Small saw %d files:\n%v\nwant the %d of at most %d bytes:\n%v", len(seen), seen, len(want), smallSize, expected)
 	}
 	plain := load(t, []string{graph}, closure.Options{})
+	huge := closure.HashOptions{Root: root, SmallSize: 1 << 20, Small: func(*unix.Stat_t, []byte) {}}
+	if err := plain.Hash(context.Background(), huge); err == nil || !strings.Contains(err.Error(), "do not fit the read buffer") {
+		t.Errorf("SmallSize of 1 MiB: %v", err)
+	}
 	if err := plain.Hash(context.Background(), closure.HashOptions{Root: root}); err != nil {
 		t.Fatal(err)
 	}
