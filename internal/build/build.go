@@ -342,11 +342,8 @@ func build(ctx context.Context, o Options, worstCase bool) (res *Result, err err
 	}
 	merges.hook(script, len(lines))
 	if err := r.RunDebugfs(ctx, image, script); err != nil {
-		if changed := t.CheckUnchanged(); changed != nil {
-			return nil, changed // the cause, with the file's path
-		}
-		if unreadable := t.CheckReadable(); unreadable != nil {
-			return nil, unreadable
+		if cause := sourceFault(t); cause != nil {
+			return nil, cause // the cause, with the file's path
 		}
 		return nil, imageSpace(hostSpace(err, dir), need, geo)
 	}
@@ -362,8 +359,8 @@ func build(ctx context.Context, o Options, worstCase bool) (res *Result, err err
 
 	if len(prep.Script.Merges) > 0 {
 		if err := merge(ctx, r, copier, merges, t, image); err != nil {
-			if changed := t.CheckUnchanged(); changed != nil {
-				return nil, changed
+			if cause := sourceFault(t); cause != nil {
+				return nil, cause
 			}
 			return nil, imageSpace(hostSpace(err, dir), need, geo)
 		}
@@ -376,8 +373,8 @@ func build(ctx context.Context, o Options, worstCase bool) (res *Result, err err
 	log.printf("hashed %d store paths, %s of NAR", len(c.Paths), units.Bytes(int64(c.NarBytes())))
 	if small != nil {
 		if err := t.Settle(small); err != nil {
-			if changed := t.CheckUnchanged(); changed != nil {
-				return nil, changed
+			if cause := sourceFault(t); cause != nil {
+				return nil, cause
 			}
 			return nil, err
 		}
@@ -486,6 +483,16 @@ func build(ctx context.Context, o Options, worstCase bool) (res *Result, err err
 	log.printf("wrote %s (%s, %d inodes, %d store paths) in %.1f s",
 		o.Output, units.Bytes(int64(sb.BlocksCount)*plan.BlockSize), sb.UsedInodes(), len(c.Paths), time.Since(start).Seconds())
 	return &Result{Report: rep}, nil
+}
+
+// sourceFault tells why a step that read the store may have failed: a
+// file changed since the walk, or one the walk left unread (see
+// plan.Options.DeferSmall) that cannot be opened. It is nil when neither.
+func sourceFault(t *plan.Tree) error {
+	if err := t.CheckUnchanged(); err != nil {
+		return err
+	}
+	return t.CheckReadable()
 }
 
 func contains(list []string, s string) bool {
