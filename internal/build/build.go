@@ -288,7 +288,7 @@ func build(ctx context.Context, o Options, worstCase bool) (res *Result, err err
 	if err := os.Mkdir(cfg, 0o700); err != nil {
 		return nil, err
 	}
-	r := &e2fs.Runner{Tools: o.Tools, Time: o.Timestamp, ConfigDir: cfg, Verbose: o.Verbose}
+	r := &e2fs.Runner{Tools: o.Tools, Time: o.Timestamp, ConfigDir: cfg, Verbose: o.Verbose, Version: version}
 
 	csum := contains(o.Features, "metadata_csum")
 	mkfsFeatures := o.Features

@@ -409,3 +409,34 @@ func TestChildOutlivesStartingThread(t *testing.T) {
 	case <-time.After(500 * time.Millisecond):
 	}
 }
+
+// TestE2fsckFullInodeCounts: e2fsck takes -E inode_count_fullmap from the
+// release that has it, and the host's e2fsck runs clean with it.
+func TestE2fsckFullInodeCounts(t *testing.T) {
+	for _, c := range []struct {
+		v    Version
+		want bool
+	}{{Version{}, false}, {Version{1, 43, 5}, false}, {Version{1, 43, 6}, true}, {Version{1, 47, 0}, true}, {Version{2, 0, 0}, true}} {
+		args := (&Runner{Version: c.v}).e2fsckArgs("-f", "-n", "image")
+		want := "-f -n image"
+		if c.want {
+			want = "-f -n -E inode_count_fullmap image"
+		}
+		if got := strings.Join(args, " "); got != want {
+			t.Errorf("e2fsprogs %s: e2fsck %q", c.v, args)
+		}
+	}
+	r := newRunner(t)
+	v, err := r.Tools.E2fsprogsVersion(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Version = v
+	image := newImage(t, r)
+	if err := r.Optimize(context.Background(), image); err != nil {
+		t.Fatalf("e2fsprogs %s: %v", v, err)
+	}
+	if err := r.Check(context.Background(), image); err != nil {
+		t.Fatalf("e2fsprogs %s: %v", v, err)
+	}
+}

@@ -203,6 +203,9 @@ type Runner struct {
 	ConfigDir string
 	// Verbose, when set, receives every command line and debugfs command.
 	Verbose io.Writer
+	// Version is the e2fsprogs the tools come from, when known: it lets
+	// the runner use options that older releases lack.
+	Version Version
 }
 
 // baseEnv is the environment every tool starts from: nothing of the
