@@ -18,30 +18,48 @@ var ErrUnquotable = errors.New("cannot be passed to debugfs")
 // else is put in double quotes with '"' doubled. A '\n' or '\r' would end
 // the line and a NUL the C string: those are refused.
 func Quote(s string) (string, error) {
-	if i := strings.IndexAny(s, "\n\r\x00"); i >= 0 {
-		return "", fmt.Errorf("%q: %w (it holds %q)", s, ErrUnquotable, s[i])
+	bare := s != ""
+	for i := 0; i < len(s); i++ {
+		switch byteClass[s[i]] {
+		case bareByte:
+		case refusedByte:
+			return "", fmt.Errorf("%q: %w (it holds %q)", s, ErrUnquotable, s[i])
+		default:
+			bare = false
+		}
 	}
-	if s != "" && bare(s) {
+	if bare {
 		return s, nil
 	}
 	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`, nil
 }
 
-// bare reports whether s can be written without quotes: no blank, no
-// quote, and nothing a line could be mistaken for (a comment or a shell
-// escape) even at its start.
-func bare(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.IndexByte("._+-/@=,:%~^", c) >= 0:
-		default:
-			return false
-		}
+// The classes of byteClass; the zero class needs quotes.
+const (
+	// bareByte needs no quotes: no blank, no quote, and nothing a line
+	// could be mistaken for (a comment or a shell escape) even at its
+	// start.
+	bareByte = 1 + iota
+	refusedByte
+)
+
+// byteClass sorts the bytes of an argument for Quote, in one pass.
+var byteClass = func() (c [256]uint8) {
+	for b := 'a'; b <= 'z'; b++ {
+		c[b] = bareByte
 	}
-	return true
-}
+	for b := 'A'; b <= 'Z'; b++ {
+		c[b] = bareByte
+	}
+	for b := '0'; b <= '9'; b++ {
+		c[b] = bareByte
+	}
+	for _, b := range []byte("._+-/@=,:%~^") {
+		c[b] = bareByte
+	}
+	c['\n'], c['\r'], c[0] = refusedByte, refusedByte, refusedByte
+	return c
+}()
 
 // Split is a model of debugfs' line splitter (lib/ss/parse.c, ss_parse),
 // for tests: it returns the arguments debugfs would see for line, or an
