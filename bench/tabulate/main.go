@@ -396,7 +396,7 @@ func run(dir string, w io.Writer) error {
 	}
 	if len(perPhase) > 0 {
 		known := []string{"parse", "closure", "plan", "size", "mkfs", "populate", "index", "populate_staged", "merge",
-			"checksums", "registration", "hash", "hash_wait", "check", "verify", "compress", "sync"}
+			"script", "checksums", "registration", "hash", "hash_wait", "check", "verify", "compress", "sync"}
 		var names, rest []string
 		for _, k := range known {
 			if _, ok := perPhase[k]; ok {

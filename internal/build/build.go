@@ -97,6 +97,8 @@ type Prepared struct {
 	Script  *debugfsgen.Script
 	// Registration is the planned registration file.
 	Registration *plan.Node
+	// empty makes the empty files bulk files are made from.
+	empty func(uint32) (string, error)
 }
 
 // maxRegistrationBytes bounds the registration of a closure: every field
@@ -116,6 +118,18 @@ func maxRegistrationBytes(c *closure.Closure) int64 {
 // It runs nothing, and writes nothing but, for a build that copies files
 // in bulk, the empty files they are made from.
 func Prepare(ctx context.Context, o *Options) (*Prepared, error) {
+	p, err := prepareTree(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	if p.Script, err = p.generate(o); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// prepareTree is Prepare without the script.
+func prepareTree(ctx context.Context, o *Options) (*Prepared, error) {
 	// The tools run in a directory of their own: give them absolute paths.
 	for _, p := range []*string{&o.Output, &o.Root, &o.Files} {
 		if *p != "" {
@@ -158,13 +172,14 @@ func Prepare(ctx context.Context, o *Options) (*Prepared, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--registration-path: %w", err)
 	}
+	return &Prepared{Closure: c, Tree: t, Registration: reg, empty: empty}, nil
+}
+
+// generate writes the script of p. It only reads the tree.
+func (p *Prepared) generate(o *Options) (*debugfsgen.Script, error) {
 	// A build merges staged directories itself; a script alone links
 	// their entries in.
-	s, err := debugfsgen.Generate(t, debugfsgen.Options{Empty: empty, Merge: o.emptyDir != ""})
-	if err != nil {
-		return nil, err
-	}
-	return &Prepared{Closure: c, Tree: t, Script: s, Registration: reg}, nil
+	return debugfsgen.Generate(p.Tree, debugfsgen.Options{Empty: p.empty, Merge: o.emptyDir != ""})
 }
 
 // Result tells what a build made.
@@ -249,9 +264,34 @@ func build(ctx context.Context, o Options, worstCase bool) (res *Result, err err
 	}()
 	o.emptyDir = filepath.Join(work, "empty")
 
-	prep, err := Prepare(ctx, &o)
+	prep, err := prepareTree(ctx, &o)
 	if err != nil {
 		return nil, err
+	}
+	// The script is written while the image is sized and made, which
+	// need only the tree. Every return waits for it: it writes into work.
+	scriptDone := make(chan error, 1)
+	go func() {
+		var err error
+		prep.Script, err = prep.generate(&o)
+		scriptDone <- err
+	}()
+	var scriptErr error
+	scriptWait := func() error {
+		if scriptDone != nil {
+			scriptErr = <-scriptDone
+			scriptDone = nil
+		}
+		return scriptErr
+	}
+	defer scriptWait()
+	// failed prefers the script's error, which names the input, to
+	// the one that ended the build while the script was being written.
+	failed := func(err error) error {
+		if serr := scriptWait(); serr != nil {
+			return serr
+		}
+		return err
 	}
 	phase("plan")
 	c, t := prep.Closure, prep.Tree
@@ -259,8 +299,48 @@ func build(ctx context.Context, o Options, worstCase bool) (res *Result, err err
 	log.printf("closure: %d store paths; content: %d directories, %d files, %d symlinks, %s",
 		len(c.Paths), stats.Dirs, stats.Files, stats.Symlinks, units.Bytes(stats.Bytes))
 	if big := bigFile(t); big != nil && version == (e2fs.Version{Major: 1, Minor: 47, Patch: 3}) {
-		return nil, fmt.Errorf("%s: %s is larger than 2 GiB, which e2fsprogs 1.47.3 cannot copy (\"Ext2 file too big\"); use e2fsprogs 1.47.4 or newer (or 1.47.2)", big.Path(), units.Bytes(big.Size))
+		return nil, failed(fmt.Errorf("%s: %s is larger than 2 GiB, which e2fsprogs 1.47.3 cannot copy (\"Ext2 file too big\"); use e2fsprogs 1.47.4 or newer (or 1.47.2)", big.Path(), units.Bytes(big.Size)))
 	}
+
+	cfg := filepath.Join(work, "config")
+	if err := os.Mkdir(cfg, 0o700); err != nil {
+		return nil, failed(err)
+	}
+	r := &e2fs.Runner{Tools: o.Tools, Time: o.Timestamp, ConfigDir: cfg, Verbose: o.Verbose, Version: version}
+
+	csum := contains(o.Features, "metadata_csum")
+	mkfsFeatures := o.Features
+	if csum {
+		// Checksums are added at the end: debugfs would verify one on
+		// every directory block it scans.
+		mkfsFeatures = without(o.Features, "metadata_csum", "metadata_csum_seed")
+	}
+	if err := r.WriteConfig(mkfsFeatures); err != nil {
+		return nil, failed(err)
+	}
+	// With small files unread, need is an upper bound until they are.
+	geometry := plan.Geometry{MetadataCsum: csum, WorstCasePeak: worstCase, Merge: o.emptyDir != "" && t.HasStaged()}
+	need := t.Need(geometry)
+	geo, err := fitSize(ctx, r, work, &o, need)
+	if err != nil {
+		return nil, failed(hostSpace(err, dir))
+	}
+	log.printf("plan: %d inodes, %s of data; image %s (%d blocks, %d inodes)",
+		need.Inodes, units.Bytes(need.DataBlocks*plan.BlockSize), units.Bytes(geo.Blocks*plan.BlockSize), geo.Blocks, geo.Inodes)
+	phase("size")
+
+	image := filepath.Join(work, "image")
+	if err := createSparse(image, geo.Blocks*plan.BlockSize); err != nil {
+		return nil, failed(err)
+	}
+	if err := r.Mkfs(ctx, image, geo.mkfsOptions(&o)); err != nil {
+		return nil, failed(hostSpace(err, dir))
+	}
+	phase("mkfs")
+	if err := scriptWait(); err != nil {
+		return nil, err
+	}
+	phase("script")
 
 	// Hash while the image is populated: the registration goes in last.
 	hashDone := make(chan error, 1)
@@ -283,42 +363,6 @@ func build(ctx context.Context, o Options, worstCase bool) (res *Result, err err
 			return ctx.Err()
 		}
 	}
-
-	cfg := filepath.Join(work, "config")
-	if err := os.Mkdir(cfg, 0o700); err != nil {
-		return nil, err
-	}
-	r := &e2fs.Runner{Tools: o.Tools, Time: o.Timestamp, ConfigDir: cfg, Verbose: o.Verbose, Version: version}
-
-	csum := contains(o.Features, "metadata_csum")
-	mkfsFeatures := o.Features
-	if csum {
-		// Checksums are added at the end: debugfs would verify one on
-		// every directory block it scans.
-		mkfsFeatures = without(o.Features, "metadata_csum", "metadata_csum_seed")
-	}
-	if err := r.WriteConfig(mkfsFeatures); err != nil {
-		return nil, err
-	}
-	// With small files unread, need is an upper bound until they are.
-	geometry := plan.Geometry{MetadataCsum: csum, WorstCasePeak: worstCase, Merge: len(prep.Script.Merges) > 0}
-	need := t.Need(geometry)
-	geo, err := fitSize(ctx, r, work, &o, need)
-	if err != nil {
-		return nil, hostSpace(err, dir)
-	}
-	log.printf("plan: %d inodes, %s of data; image %s (%d blocks, %d inodes)",
-		need.Inodes, units.Bytes(need.DataBlocks*plan.BlockSize), units.Bytes(geo.Blocks*plan.BlockSize), geo.Blocks, geo.Inodes)
-	phase("size")
-
-	image := filepath.Join(work, "image")
-	if err := createSparse(image, geo.Blocks*plan.BlockSize); err != nil {
-		return nil, err
-	}
-	if err := r.Mkfs(ctx, image, geo.mkfsOptions(&o)); err != nil {
-		return nil, hostSpace(err, dir)
-	}
-	phase("mkfs")
 
 	copier, err := newBulkCopier(ctx, image, uint64(geo.Blocks))
 	if err != nil {

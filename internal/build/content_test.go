@@ -93,16 +93,26 @@ func TestHostileNames(t *testing.T) {
 }
 
 // TestNamesDebugfsCannotCarry: a newline or carriage return in a name or
-// target fails the build with the store path named, before any image.
+// target fails the build with the store path named, before debugfs runs,
+// and leaves nothing. The script is written while the image is sized and
+// made: the name is still the error when making the image fails too.
 func TestNamesDebugfsCannotCarry(t *testing.T) {
 	requireTools(t)
+	newline := func(d string) error { return os.WriteFile(filepath.Join(d, "new\nline"), nil, 0o444) }
 	for _, tc := range []struct {
-		name string
-		make func(dir string) error
+		name   string
+		make   func(dir string) error
+		change func(t *testing.T, o *Options)
 	}{
-		{"newline in a name", func(d string) error { return os.WriteFile(filepath.Join(d, "new\nline"), nil, 0o444) }},
-		{"carriage return in a name", func(d string) error { return os.WriteFile(filepath.Join(d, "cr\rhere"), nil, 0o444) }},
-		{"newline in a target", func(d string) error { return os.Symlink("a\nb", filepath.Join(d, "link")) }},
+		{"newline in a name", newline, nil},
+		{"carriage return in a name", func(d string) error { return os.WriteFile(filepath.Join(d, "cr\rhere"), nil, 0o444) }, nil},
+		{"newline in a target", func(d string) error { return os.Symlink("a\nb", filepath.Join(d, "link")) }, nil},
+		{"newline in a name, mke2fs killed", newline, func(t *testing.T, o *Options) {
+			o.Tools.Mke2fs = versionOr(t, "1.47.0", "kill -9 $$\n")
+		}},
+		{"newline in a name, debugfs killed", newline, func(t *testing.T, o *Options) {
+			o.Tools.Debugfs = fakeTool(t, "debugfs", "kill -9 $$\n")
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := imagetest.NewStore(t)
@@ -114,7 +124,11 @@ func TestNamesDebugfsCannotCarry(t *testing.T) {
 			})
 			s.Finish(t)
 			out := filepath.Join(t.TempDir(), "img")
-			_, err := Build(context.Background(), defaults(s, out))
+			o := defaults(s, out)
+			if tc.change != nil {
+				tc.change(t, &o)
+			}
+			_, err := Build(context.Background(), o)
 			if err == nil {
 				t.Fatal("build succeeded")
 			}
