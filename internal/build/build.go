@@ -346,7 +346,12 @@ func build(ctx context.Context, o Options, worstCase bool) (res *Result, err err
 	hashDone := make(chan error, 1)
 	hashCtx, cancel := context.WithCancel(ctx)
 	cancelHash = cancel
-	hashOpts := closure.HashOptions{Root: o.Root, Verify: !o.NoVerifyHashes, Background: true}
+	// debugfs keeps a core busy: one hashing worker waits for its end.
+	// Beside it, the hashing and the copies slow debugfs down even at a
+	// lower priority, more with more of them.
+	release := make(chan struct{})
+	releaseHash := sync.OnceFunc(func() { close(release) })
+	hashOpts := closure.HashOptions{Root: o.Root, Verify: !o.NoVerifyHashes, Background: true, Held: 1, Release: release}
 	var small *plan.SmallReads
 	if size, ok := t.SmallSize(); ok {
 		small = &plan.SmallReads{}
@@ -385,7 +390,9 @@ func build(ctx context.Context, o Options, worstCase bool) (res *Result, err err
 		return nil, err
 	}
 	merges.hook(script, len(lines))
-	if err := r.RunDebugfs(ctx, image, script); err != nil {
+	err = r.RunDebugfs(ctx, image, script)
+	releaseHash()
+	if err != nil {
 		if cause := sourceFault(t); cause != nil {
 			return nil, cause // the cause, with the file's path
 		}

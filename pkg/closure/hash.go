@@ -33,6 +33,11 @@ type HashOptions struct {
 	// Workers bounds how many store paths are hashed at once; 0 means
 	// GOMAXPROCS.
 	Workers int
+	// Held of the workers (at most all but one) start only once Release
+	// is closed: a caller busy with work of its own on a core hashes on
+	// the others until it is done, then on all of them.
+	Held    int
+	Release <-chan struct{}
 	// Small, when set, is given every regular file of at most SmallSize
 	// bytes (less than 1 MiB) that is hashed (once for each of its
 	// names), with its lstat and its whole content, valid only during the
@@ -92,10 +97,21 @@ func (c *Closure) Hash(ctx context.Context, opts HashOptions) error {
 	fail := func(err error) {
 		once.Do(func() { firstErr = err; cancel() })
 	}
+	held := 0
+	if opts.Release != nil {
+		held = min(opts.Held, workers-1)
+	}
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if w >= workers-held {
+				select {
+				case <-opts.Release:
+				case <-ctx.Done():
+					return
+				}
+			}
 			if opts.Background {
 				sched.Background()
 			}

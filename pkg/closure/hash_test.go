@@ -14,6 +14,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/mkext4fs/mkext4fs/internal/nixtest"
 	"github.com/mkext4fs/mkext4fs/pkg/closure"
@@ -449,5 +450,65 @@ func TestHashSmall(t *testing.T) {
 		if c.Paths[i].NarHash != plain.Paths[i].NarHash || c.Paths[i].NarSize != plain.Paths[i].NarSize {
 			t.Errorf("%s: %s with Small, %s without", c.Paths[i].Path, c.Paths[i].NarHash, plain.Paths[i].NarHash)
 		}
+	}
+}
+
+// TestHashHeld: held workers wait for Release. With one of two workers
+// held, no second store path is read while the first is; once Release is
+// closed, two are read at once.
+func TestHashHeld(t *testing.T) {
+	paths := []string{storePath(70, "h0"), storePath(71, "h1"), storePath(72, "h2"), storePath(73, "h3")}
+	root, graph := newStore(t, paths...)
+	for _, p := range paths {
+		writeFile(t, filepath.Join(root, p), "one file")
+	}
+	release := make(chan struct{})
+	var (
+		mu            sync.Mutex
+		active, calls int
+		most          [2]int // most paths read at once, before and after Release
+	)
+	small := func(*unix.Stat_t, []byte) {
+		mu.Lock()
+		active++
+		calls++
+		first := calls == 1
+		after := 0
+		select {
+		case <-release:
+			after = 1
+		default:
+		}
+		most[after] = max(most[after], active)
+		mu.Unlock()
+		// The first read lasts long enough for a second worker to start
+		// one; then the held worker is let go, and the others wait for
+		// it.
+		if first {
+			time.Sleep(50 * time.Millisecond)
+			close(release)
+		}
+		if after == 1 {
+			time.Sleep(50 * time.Millisecond)
+		}
+		mu.Lock()
+		active--
+		mu.Unlock()
+	}
+	c := load(t, []string{graph}, closure.Options{})
+	err := c.Hash(context.Background(), closure.HashOptions{Root: root, Workers: 2, Held: 1, Release: release, SmallSize: 4096, Small: small})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if most != [2]int{1, 2} {
+		t.Errorf("paths read at once before and after Release: %v, want [1 2]", most)
+	}
+	// Held workers end with the context when Release never comes.
+	ctx, cancel := context.WithCancel(context.Background())
+	never := make(chan struct{})
+	c = load(t, []string{graph}, closure.Options{})
+	err = c.Hash(ctx, closure.HashOptions{Root: root, Workers: 2, Held: 5, Release: never, SmallSize: 4096, Small: func(*unix.Stat_t, []byte) { cancel() }})
+	if err == nil || !errors.Is(err, context.Canceled) {
+		t.Errorf("Hash cancelled with a worker held: %v", err)
 	}
 }
