@@ -408,3 +408,54 @@ func TestMergeWithoutFiletype(t *testing.T) {
 	}
 	imagetest.CompareImage(t, imagetest.Mount(t, img), s, imagetest.Want{Time: 1})
 }
+
+// TestTrimmedImageChecked: when the image comes out with more free space
+// than asked for, resize2fs trims it, and e2fsck -fn checks it once, after
+// the trim, as it is handed over. Files of five blocks with two of zeros
+// between data count an extent block each in the plan and use none.
+func TestTrimmedImageChecked(t *testing.T) {
+	requireTools(t)
+	s := imagetest.NewStore(t)
+	data := strings.Repeat("d", 4096)
+	zero := strings.Repeat("\x00", 4096)
+	s.Add(t, "runs", func(p string) error {
+		files := map[string]string{}
+		for i := 0; i < 400; i++ {
+			files[fmt.Sprintf("f%03d", i)] = data + zero + fmt.Sprintf("%04d", i) + data[4:] + zero + data
+		}
+		return writeFiles(p, files)
+	})
+	s.Finish(t)
+	calls := filepath.Join(t.TempDir(), "calls")
+	logged := func(name string) string {
+		return fakeTool(t, name, "echo \""+name+" $*\" >> "+calls+"\nexec "+realTool(t, name)+" \"$@\"\n")
+	}
+	img, res := buildImage(t, s, func(o *Options) {
+		o.Tools.E2fsck, o.Tools.Resize2fs = logged("e2fsck"), logged("resize2fs")
+		o.BulkBlocks = -1 // every file through write
+	})
+	b, err := os.ReadFile(calls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var trims, checks []int
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	for i, l := range lines {
+		switch {
+		case strings.HasPrefix(l, "resize2fs ") && !strings.Contains(l, " -P "):
+			trims = append(trims, i)
+		case strings.HasPrefix(l, "e2fsck ") && strings.Contains(l, " -n "):
+			checks = append(checks, i)
+		}
+	}
+	if len(trims) == 0 {
+		t.Fatalf("no trim: the test needs an image with excess free space\n%s", b)
+	}
+	if len(checks) != 1 || checks[0] != len(lines)-1 {
+		t.Errorf("e2fsck -fn ran at %v of the tool runs, want once, last (after the trims at %v):\n%s", checks, trims, b)
+	}
+	if free, want := res.Report.Blocks.Headroom, int64(16<<20)/4096; free < want || free > want+(res.Report.Blocks.Total/100+256)/4 {
+		t.Errorf("%d blocks free beyond the reserve after the trim, want %d to %d", free, want, want+(res.Report.Blocks.Total/100+256)/4)
+	}
+	imagetest.CompareImage(t, imagetest.Mount(t, img), s, imagetest.Want{Time: 1})
+}

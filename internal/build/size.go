@@ -206,8 +206,9 @@ func isENOSPC(err error) bool {
 
 // shrinkToFit gives back the space the build held only for a while: when
 // staged directories needed more room while being built than the headroom
-// had, the finished filesystem has more free space than asked for, and
-// resize2fs takes the excess off its end.
+// had, or the plan's bounds were loose, the finished filesystem has more
+// free space than asked for, and resize2fs takes the excess off its end.
+// The caller checks the filesystem (e2fsck -fn) afterwards.
 func shrinkToFit(ctx context.Context, r *e2fs.Runner, image string, sb *e2fs.Superblock, o *Options) (*e2fs.Superblock, error) {
 	headroom := (o.Headroom + plan.BlockSize - 1) / plan.BlockSize
 	usable := 1 - o.ReservedPercent/100
@@ -235,9 +236,6 @@ func shrinkToFit(ctx context.Context, r *e2fs.Runner, image string, sb *e2fs.Sup
 			return sb, nil
 		}
 		if err := r.Shrink(ctx, image, blocks); err != nil {
-			return nil, err
-		}
-		if err := r.Check(ctx, image); err != nil {
 			return nil, err
 		}
 		next, err := e2fs.ReadSuperblock(image)
