@@ -202,6 +202,11 @@ func (g *gen) cmd(name string, args ...string) {
 		return
 	}
 	var b strings.Builder
+	size := len(name)
+	for _, a := range args {
+		size += 1 + len(a)
+	}
+	b.Grow(size) // exact unless an argument is quoted
 	b.WriteString(name)
 	for _, a := range args {
 		q, err := Quote(a)
@@ -322,9 +327,22 @@ func (g *gen) checkName(n *plan.Node) {
 // write copies n's host file to dest (relative to the image's current
 // directory, or absolute).
 func (g *gen) write(n *plan.Node, dest string) {
-	g.lcd(path.Dir(n.Host))
-	g.cmd("write", path.Base(n.Host), dest)
+	dir, base := g.splitHost(n.Host)
+	g.lcd(dir)
+	g.cmd("write", base, dest)
 	g.writes++
+}
+
+// splitHost is path.Dir and path.Base of host, without their copies when
+// host is a name in the current host directory (most writes are), which
+// is clean: lcd is only given what splitHost returns.
+func (g *gen) splitHost(host string) (dir, base string) {
+	if cwd := g.hostCwd; len(cwd) > 1 && len(host) > len(cwd)+1 && host[len(cwd)] == '/' && strings.HasPrefix(host, cwd) {
+		if name := host[len(cwd)+1:]; name != "." && name != ".." && !strings.Contains(name, "/") {
+			return cwd, name
+		}
+	}
+	return path.Dir(host), path.Base(host)
 }
 
 // file creates regular file n as dest; ref names it in commands that take
