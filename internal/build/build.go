@@ -276,14 +276,7 @@ func build(ctx context.Context, o Options, worstCase bool) (res *Result, err err
 		prep.Script, err = prep.generate(&o)
 		scriptDone <- err
 	}()
-	var scriptErr error
-	scriptWait := func() error {
-		if scriptDone != nil {
-			scriptErr = <-scriptDone
-			scriptDone = nil
-		}
-		return scriptErr
-	}
+	scriptWait := sync.OnceValue(func() error { return <-scriptDone })
 	defer scriptWait()
 	// failed prefers the script's error, which names the input, to
 	// the one that ended the build while the script was being written.
