@@ -63,7 +63,7 @@ func (t *Tree) Settle(r *SmallReads) error {
 	defer r.mu.Unlock()
 	var estimated int64
 	t.Walk(func(n *Node) bool {
-		if n.Kind == File && n.Estimated {
+		if n.Estimated {
 			estimated++
 		}
 		return true
@@ -72,7 +72,7 @@ func (t *Tree) Settle(r *SmallReads) error {
 		return fmt.Errorf("internal error: %d small files were left to be read during the build, and %d were read (please report this)", estimated, r.seen)
 	}
 	t.Walk(func(n *Node) bool {
-		if n.Kind != File || !n.Estimated {
+		if !n.Estimated {
 			return true
 		}
 		n.Runs = min(n.Blocks, 1)
@@ -95,7 +95,7 @@ func (t *Tree) CheckReadable() error {
 		if err != nil {
 			return false
 		}
-		if n.Kind == File && n.Estimated {
+		if n.Estimated {
 			var fd int
 			if fd, err = n.OpenFile(); err == nil {
 				unix.Close(fd)
