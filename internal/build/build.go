@@ -433,7 +433,7 @@ func build(ctx context.Context, o Options, worstCase bool) (res *Result, err err
 	if err := os.WriteFile(regFile, reg.Bytes(), 0o444); err != nil {
 		return nil, hostSpace(err, dir)
 	}
-	prep.Registration.Host = regFile
+	prep.Registration.SetHost(regFile)
 	late, err := debugfsgen.Late(t, csum)
 	if err != nil {
 		return nil, err

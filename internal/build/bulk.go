@@ -399,10 +399,10 @@ func (c *bulkCopier) copyFile(j *bulkJob, buf []byte) (int64, error) {
 				}
 				got, err = preadFull(fd, chunk[:end], off)
 				if err != nil {
-					return done, fmt.Errorf("%s: read %s: %w", n.Describe(), n.Host, err)
+					return done, fmt.Errorf("%s: read %s: %w", n.Describe(), n.Host(), err)
 				}
 				if int64(got) < end {
-					return done, fmt.Errorf("%s: %s shrank during the build", n.Describe(), n.Host)
+					return done, fmt.Errorf("%s: %s shrank during the build", n.Describe(), n.Host())
 				}
 			}
 			clear(chunk[got:])
@@ -419,7 +419,7 @@ func (c *bulkCopier) copyFile(j *bulkJob, buf []byte) (int64, error) {
 		if err == nil {
 			err = errors.New("it grew")
 		}
-		return done, fmt.Errorf("%s: %s changed during the build: %w", n.Describe(), n.Host, err)
+		return done, fmt.Errorf("%s: %s changed during the build: %w", n.Describe(), n.Host(), err)
 	}
 	return done, nil
 }

@@ -204,7 +204,7 @@ func TestRealDebugfs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want, err := os.ReadFile(f.Host)
+		want, err := os.ReadFile(f.Host())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -184,7 +184,7 @@ func Late(t *plan.Tree, csum bool) ([]string, error) {
 		}
 		g.cur = n
 		g.checkName(n)
-		if n.Host == "" {
+		if n.Host() == "" {
 			g.fail(n, fmt.Errorf("no content to write"))
 			return false
 		}
@@ -327,7 +327,10 @@ func (g *gen) checkName(n *plan.Node) {
 // write copies n's host file to dest (relative to the image's current
 // directory, or absolute).
 func (g *gen) write(n *plan.Node, dest string) {
-	dir, base := g.splitHost(n.Host)
+	dir, base, ok := n.HostIn()
+	if !ok {
+		dir, base = g.splitHost(n.Host())
+	}
 	g.lcd(dir)
 	g.cmd("write", base, dest)
 	g.writes++

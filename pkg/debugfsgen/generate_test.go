@@ -84,8 +84,8 @@ func generateAndModel(t *testing.T, tree *plan.Tree, hostDir string, csum bool) 
 	if err := os.MkdirAll(hostDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	reg.Host = filepath.Join(hostDir, "registration")
-	if err := os.WriteFile(reg.Host, []byte("reg"), 0o444); err != nil {
+	reg.SetHost(filepath.Join(hostDir, "registration"))
+	if err := os.WriteFile(reg.Host(), []byte("reg"), 0o444); err != nil {
 		t.Fatal(err)
 	}
 	s, err := Generate(tree, Options{})
@@ -249,7 +249,7 @@ func TestLongPaths(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		n.Host = host
+		n.SetHost(host)
 	}
 	s, err := Generate(tree, Options{})
 	if err != nil {

@@ -349,8 +349,8 @@ func (m *machine) compare(t *plan.Tree) []string {
 			if p.Primary != nil {
 				src = p.Primary
 			}
-			if n.host != src.Host {
-				add("%q: written from %q, want %q", where, n.host, src.Host)
+			if n.host != src.Host() {
+				add("%q: written from %q, want %q", where, n.host, src.Host())
 			}
 			if first, ok := primary[src]; ok && first != n {
 				add("%q: not the same inode as %q", where, src.Path())

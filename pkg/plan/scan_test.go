@@ -161,7 +161,7 @@ func TestScanMatchesDebugfs(t *testing.T) {
 	for i, l := range all {
 		n := scanLayout(t, l)
 		planned = append(planned, n.Blocks)
-		fmt.Fprintf(&script, "write %s f%d\n", n.Host, i)
+		fmt.Fprintf(&script, "write %s f%d\n", n.Host(), i)
 	}
 	cmd := exec.Command(debugfs, "-w", "-f", "-", image)
 	cmd.Stdin = strings.NewReader(script.String())

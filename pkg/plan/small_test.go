@@ -19,10 +19,10 @@ func readSmall(t *testing.T, tree *Tree) *SmallReads {
 	tree.Walk(func(n *Node) bool {
 		if n.Kind == File && n.Estimated {
 			var st unix.Stat_t
-			if err := unix.Lstat(n.Host, &st); err != nil {
+			if err := unix.Lstat(n.Host(), &st); err != nil {
 				t.Fatal(err)
 			}
-			content, err := os.ReadFile(n.Host)
+			content, err := os.ReadFile(n.Host())
 			if err != nil {
 				t.Fatal(err)
 			}

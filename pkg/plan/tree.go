@@ -35,9 +35,9 @@ func (k Kind) String() string {
 type Node struct {
 	// Name is the entry's name in its parent; "" for the root.
 	Name string
-	// Host is the path the content is read from; "" for directories the
-	// tool makes itself (/, /nix, /nix/store and missing parents).
-	Host string
+	// host is the path the content is read from (see Host), unless
+	// inDir is set.
+	host string
 	// Target is a symlink's target, byte for byte.
 	Target string
 	// StorePath is the store path the entry belongs to ("" outside the store).
@@ -85,7 +85,10 @@ type Node struct {
 	// Blocks and Runs are upper bounds until Tree.Settle.
 	Estimated bool
 
-	extra  bool
+	extra bool
+	// inDir marks a walked file or symlink whose host path is its
+	// parent's followed by its name: it keeps no copy of it.
+	inDir  bool
 	parent *Node
 	id     fileID
 	// digest is the SHA-256 of a file's content, read under Optimise.
@@ -116,6 +119,31 @@ func (n *Node) Path() string {
 	return "/" + strings.Join(parts, "/")
 }
 
+// Host is the path the content is read from; "" for directories the tool
+// makes itself (/, /nix, /nix/store and missing parents).
+func (n *Node) Host() string {
+	if n.inDir {
+		return n.parent.host + "/" + n.Name
+	}
+	return n.host
+}
+
+// HostIn returns the host directory the node's content is read from and
+// its name there, when the node is read from its parent's host directory
+// under its own name; ok is false otherwise.
+func (n *Node) HostIn() (dir, name string, ok bool) {
+	if n.inDir {
+		return n.parent.host, n.Name, true
+	}
+	return "", "", false
+}
+
+// SetHost sets the path the content is read from.
+func (n *Node) SetHost(host string) { n.host, n.inDir = host, false }
+
+// hasHost tells whether the node is read from the host.
+func (n *Node) hasHost() bool { return n.inDir || n.host != "" }
+
 // Parent is the directory holding the node (nil for the root).
 func (n *Node) Parent() *Node { return n.parent }
 
@@ -138,6 +166,9 @@ func (n *Node) add(c *Node) error {
 	n.Children = append(n.Children, nil)
 	copy(n.Children[i+1:], n.Children[i:])
 	n.Children[i] = c
+	if c.inDir {
+		c.SetHost(c.Host()) // it may move to another directory
+	}
 	c.parent = n
 	return nil
 }

@@ -285,7 +285,7 @@ func (w *walker) entry(dirfd int, at, host, name, storePath string, uid, gid uin
 		w.adopt(n)
 		return n, nil
 	}
-	n := &Node{Name: name, Kind: Dir, Perm: uint32(st.Mode) & 0o7777, UID: uid, GID: gid, Host: host, StorePath: storePath, id: idOf(st)}
+	n := &Node{Name: name, Kind: Dir, Perm: uint32(st.Mode) & 0o7777, UID: uid, GID: gid, host: host, StorePath: storePath, id: idOf(st)}
 	fd, err := unix.Openat(dirfd, at, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", describe(host, storePath), &os.PathError{Op: "open", Path: host, Err: err})
@@ -338,6 +338,9 @@ func (w *walker) entry(dirfd int, at, host, name, storePath string, uid, gid uin
 				return nil, err
 			}
 		}
+		if c.Kind != Dir && !strings.HasSuffix(host, "/") {
+			c.host, c.inDir = "", true // ch is host + "/" + cn
+		}
 		c.parent = n
 		n.Children = append(n.Children, c)
 	}
@@ -358,7 +361,7 @@ func (w *walker) adopt(n *Node) {
 // entry does; a file of up to readWhole bytes is read into buf now, from
 // its directory (scan reads the larger ones).
 func leaf(dirfd int, at, host, name, storePath string, uid, gid uint32, st *unix.Stat_t, buf []byte, opts Options) (*Node, error) {
-	n := &Node{Name: name, Perm: uint32(st.Mode) & 0o7777, UID: uid, GID: gid, Host: host, StorePath: storePath, id: idOf(st)}
+	n := &Node{Name: name, Perm: uint32(st.Mode) & 0o7777, UID: uid, GID: gid, host: host, StorePath: storePath, id: idOf(st)}
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFREG:
 		n.Kind = File
@@ -523,7 +526,7 @@ func (w *walker) addFiles(t *Tree, dir string) error {
 			existing := into.Child(c.Name)
 			if existing == nil {
 				if into == t.Root && c.Name == "lost+found" {
-					return fmt.Errorf("--files: %s collides with the lost+found that mkfs makes", c.Host)
+					return fmt.Errorf("--files: %s collides with the lost+found that mkfs makes", c.Host())
 				}
 				if err := into.add(c); err != nil {
 					return err
@@ -531,10 +534,10 @@ func (w *walker) addFiles(t *Tree, dir string) error {
 				continue
 			}
 			if existing == t.Store {
-				return fmt.Errorf("--files: %s would add to the store directory %s", c.Host, t.Store.Path())
+				return fmt.Errorf("--files: %s would add to the store directory %s", c.Host(), t.Store.Path())
 			}
 			if existing.Kind != Dir || c.Kind != Dir {
-				return fmt.Errorf("--files: %s collides with %s in the image", c.Host, existing.Path())
+				return fmt.Errorf("--files: %s collides with %s in the image", c.Host(), existing.Path())
 			}
 			if err := merge(existing, c); err != nil {
 				return err
@@ -598,7 +601,7 @@ func (w *walker) scan() error {
 func scanSafely(n *Node, buf []byte, hash bool, bulkBlocks int64, open func() (int, error)) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("%s: internal error while reading it (please report it): %v", n.Host, r)
+			err = fmt.Errorf("%s: internal error while reading it (please report it): %v", n.Host(), r)
 		}
 	}()
 	return scanFile(n, buf, hash, bulkBlocks, open)
@@ -693,10 +696,10 @@ func scanFile(n *Node, buf []byte, hash bool, bulkBlocks int64, open func() (int
 				off += int64(got)
 			}
 			if err == io.EOF && off < to {
-				return fmt.Errorf("%s: %s shrank while it was being read", describe(n.Host, n.StorePath), n.Host)
+				return fmt.Errorf("%s: %s shrank while it was being read", describe(n.Host(), n.StorePath), n.Host())
 			}
 			if err != nil && err != io.EOF {
-				return fmt.Errorf("%s: read %s: %w", describe(n.Host, n.StorePath), n.Host, err)
+				return fmt.Errorf("%s: read %s: %w", describe(n.Host(), n.StorePath), n.Host(), err)
 			}
 		}
 		return nil
@@ -787,10 +790,10 @@ func (t *Tree) optimise() {
 // size. The caller closes the descriptor (a plain one: an *os.File would
 // register with the poller, which costs more than reading a small file).
 func (n *Node) OpenFile() (int, error) {
-	if n.Kind != File || n.Host == "" {
+	if n.Kind != File || !n.hasHost() {
 		return -1, fmt.Errorf("%s: not a file read from the host", n.Path())
 	}
-	return n.openAt(unix.AT_FDCWD, n.Host)
+	return n.openAt(unix.AT_FDCWD, n.Host())
 }
 
 // openAt is OpenFile with the file named at relative to the directory open
@@ -798,22 +801,22 @@ func (n *Node) OpenFile() (int, error) {
 func (n *Node) openAt(dirfd int, at string) (int, error) {
 	fd, err := unix.Openat(dirfd, at, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return -1, fmt.Errorf("%s: %w", describe(n.Host, n.StorePath), &os.PathError{Op: "open", Path: n.Host, Err: err})
+		return -1, fmt.Errorf("%s: %w", describe(n.Host(), n.StorePath), &os.PathError{Op: "open", Path: n.Host(), Err: err})
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		unix.Close(fd)
-		return -1, fmt.Errorf("%s: fstat %s: %w", describe(n.Host, n.StorePath), n.Host, err)
+		return -1, fmt.Errorf("%s: fstat %s: %w", describe(n.Host(), n.StorePath), n.Host(), err)
 	}
 	if id := idOf(&st); id.dev != n.id.dev || id.ino != n.id.ino || id.size != n.id.size {
 		unix.Close(fd)
-		return -1, fmt.Errorf("%s: %s changed during the build", describe(n.Host, n.StorePath), n.Host)
+		return -1, fmt.Errorf("%s: %s changed during the build", describe(n.Host(), n.StorePath), n.Host())
 	}
 	return fd, nil
 }
 
 // Describe names a node's host file and store path for messages.
-func (n *Node) Describe() string { return describe(n.Host, n.StorePath) }
+func (n *Node) Describe() string { return describe(n.Host(), n.StorePath) }
 
 // CheckUnchanged compares every host entry with what Walk saw, so that a
 // file changed, grown, shrunk or replaced during the build fails it. A
@@ -825,12 +828,12 @@ func (t *Tree) CheckUnchanged() error {
 		if err != nil {
 			return false
 		}
-		if n.Host == "" || n.id.mode == 0 {
+		if !n.hasHost() || n.id.mode == 0 {
 			return true
 		}
 		var st unix.Stat_t
-		if e := unix.Lstat(n.Host, &st); e != nil {
-			err = fmt.Errorf("%s: %s vanished during the build: %w", describe(n.Host, n.StorePath), n.Host, e)
+		if e := unix.Lstat(n.Host(), &st); e != nil {
+			err = fmt.Errorf("%s: %s vanished during the build: %w", describe(n.Host(), n.StorePath), n.Host(), e)
 			return false
 		}
 		now := idOf(&st)
@@ -840,7 +843,7 @@ func (t *Tree) CheckUnchanged() error {
 			now.nlink, now.ctime = n.id.nlink, n.id.ctime
 		}
 		if now != n.id {
-			changed := fmt.Errorf("%s: %s changed during the build", describe(n.Host, n.StorePath), n.Host)
+			changed := fmt.Errorf("%s: %s changed during the build", describe(n.Host(), n.StorePath), n.Host())
 			if n.Kind == Dir && now.mode == n.id.mode {
 				if dirErr == nil {
 					dirErr = changed

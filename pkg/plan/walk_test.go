@@ -250,8 +250,8 @@ func TestWalkThroughDescriptors(t *testing.T) {
 		t.Fatalf("many: walked %d entries, want %d", len(many.Children), len(want))
 	}
 	for i, e := range want {
-		if c := many.Children[i]; c.Name != e.Name() || c.Host != filepath.Join(p, "many", e.Name()) || c.Kind != File {
-			t.Fatalf("entry %d: walked %q (%s, host %s), want %q", i, c.Name, c.Kind, c.Host, e.Name())
+		if c := many.Children[i]; c.Name != e.Name() || c.Host() != filepath.Join(p, "many", e.Name()) || c.Kind != File {
+			t.Fatalf("entry %d: walked %q (%s, host %s), want %q", i, c.Name, c.Kind, c.Host(), e.Name())
 		}
 	}
 	if l := sp.Child("link"); l.Target != long {
@@ -264,14 +264,14 @@ func TestWalkThroughDescriptors(t *testing.T) {
 	for _, dir := range []*Node{sp, deep} {
 		s := dir.Child("small")
 		if s == nil {
-			t.Fatalf("%s: no small file", dir.Host)
+			t.Fatalf("%s: no small file", dir.Host())
 		}
-		if s.Host != filepath.Join(dir.Host, "small") || s.Blocks != 2 || s.Runs != 2 {
-			t.Errorf("%s: walked %d blocks in %d runs, want 2 in 2", s.Host, s.Blocks, s.Runs)
+		if s.Host() != filepath.Join(dir.Host(), "small") || s.Blocks != 2 || s.Runs != 2 {
+			t.Errorf("%s: walked %d blocks in %d runs, want 2 in 2", s.Host(), s.Blocks, s.Runs)
 		}
 	}
-	if deep.Host != filepath.Join(p, strings.Repeat("d/", dirent.MaxOpenDepth+8)) {
-		t.Errorf("deepest directory walked: %s", deep.Host)
+	if deep.Host() != filepath.Join(p, strings.Repeat("d/", dirent.MaxOpenDepth+8)) {
+		t.Errorf("deepest directory walked: %s", deep.Host())
 	}
 }
 
@@ -317,7 +317,7 @@ func TestWalkLargeDirectory(t *testing.T) {
 		var b strings.Builder
 		tree.Walk(func(n *Node) bool {
 			fmt.Fprintf(&b, "%s %s %o %d %d %d %d %q %v %s %+v %v\n", n.Path(), n.Kind, n.Perm, n.Size, n.Blocks, n.Runs,
-				n.Links, n.Target, n.Data, n.Host, n.id, n.Bulk)
+				n.Links, n.Target, n.Data, n.Host(), n.id, n.Bulk)
 			return true
 		})
 		return b.String()
@@ -367,5 +367,55 @@ func TestWalkLargeDirectory(t *testing.T) {
 	_, got := walk(4, names)
 	if want1 == nil || got == nil || got.Error() != want1.Error() || !strings.Contains(got.Error(), "e0200: unsupported file type") {
 		t.Errorf("one at a time: %v\nseveral: %v\nwant both to name e0200", want1, got)
+	}
+}
+
+// TestHostPaths: every walked entry reads from its own host path, also a
+// file that --files merges into a directory of another origin (the
+// image's /nix, made by the tool) or the root, and one whose host
+// directory's path ends in a slash; the directories the tool makes read
+// from nothing.
+func TestHostPaths(t *testing.T) {
+	files := t.TempDir()
+	for name, content := range map[string]string{"top": "t", "nix/under-nix": "n", "etc/deep/conf": "c"} {
+		if err := os.MkdirAll(filepath.Join(files, filepath.Dir(name)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(files, name), []byte(content), 0o444); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, filesArg := range []string{files, files + "/"} {
+		tree, p := walkStore(t, writeTree, Options{Files: filesArg})
+		want := map[string]string{
+			"/":                          "",
+			"/nix":                       "",
+			"/nix/store":                 "",
+			testStorePath:                p,
+			testStorePath + "/bin/tool":  filepath.Join(p, "bin/tool"),
+			testStorePath + "/bin/link":  filepath.Join(p, "bin/link"),
+			testStorePath + "/lib/sub/f": filepath.Join(p, "lib/sub/f"),
+			"/top":                       filepath.Join(files, "top"),
+			"/nix/under-nix":             filepath.Join(files, "nix/under-nix"),
+			"/etc/deep/conf":             filepath.Join(files, "etc/deep/conf"),
+		}
+		seen := 0
+		tree.Walk(func(n *Node) bool {
+			if w, ok := want[n.Path()]; ok {
+				seen++
+				if n.Host() != w {
+					t.Errorf("--files %s: %s reads from %q, want %q", filesArg, n.Path(), n.Host(), w)
+				}
+			}
+			if n.Host() != "" {
+				if _, err := os.Lstat(n.Host()); err != nil {
+					t.Errorf("--files %s: %s: %v", filesArg, n.Path(), err)
+				}
+			}
+			return true
+		})
+		if seen != len(want) {
+			t.Errorf("--files %s: %d of the %d entries looked for are in the tree", filesArg, seen, len(want))
+		}
 	}
 }
