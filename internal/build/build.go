@@ -177,9 +177,33 @@ func prepareTree(ctx context.Context, o *Options) (*Prepared, error) {
 
 // generate writes the script of p. It only reads the tree.
 func (p *Prepared) generate(o *Options) (*debugfsgen.Script, error) {
+	return debugfsgen.Generate(p.Tree, p.scriptOptions(o))
+}
+
+func (p *Prepared) scriptOptions(o *Options) debugfsgen.Options {
 	// A build merges staged directories itself; a script alone links
 	// their entries in.
-	return debugfsgen.Generate(p.Tree, debugfsgen.Options{Empty: p.empty, Merge: o.emptyDir != ""})
+	return debugfsgen.Options{Empty: p.empty, Merge: o.emptyDir != ""}
+}
+
+// spool sets p.Script, with the lines of its first phase written to the
+// file name instead. It only reads the tree.
+func (p *Prepared) spool(o *Options, name string) error {
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	opts := p.scriptOptions(o)
+	opts.Spool = f
+	s, err := debugfsgen.Generate(p.Tree, opts)
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("write the script: %w", cerr)
+	}
+	if err != nil {
+		return err
+	}
+	p.Script = s
+	return nil
 }
 
 // Result tells what a build made.
@@ -270,11 +294,11 @@ func build(ctx context.Context, o Options, worstCase bool) (res *Result, err err
 	}
 	// The script is written while the image is sized and made, which
 	// need only the tree. Every return waits for it: it writes into work.
+	// It goes to a file: a large closure's script is not held in memory.
+	scriptFile := filepath.Join(work, "script")
 	scriptDone := make(chan error, 1)
 	go func() {
-		var err error
-		prep.Script, err = prep.generate(&o)
-		scriptDone <- err
+		scriptDone <- hostSpace(prep.spool(&o, scriptFile), dir)
 	}()
 	scriptWait := sync.OnceValue(func() error { return <-scriptDone })
 	defer scriptWait()
@@ -370,19 +394,20 @@ func build(ctx context.Context, o Options, worstCase bool) (res *Result, err err
 	merges := newMerger(prep.Script)
 	progress, endProgress := newProgress(log, prep.Script.Lines(), o.LiveProgress)
 	defer endProgress()
-	// A build's script has one phase: staged directories are merged.
-	if len(prep.Script.Phases) != 1 {
-		return nil, fmt.Errorf("internal error: a script of %d phases", len(prep.Script.Phases))
+	// A build's script has one phase, in scriptFile: staged directories
+	// are merged.
+	if len(prep.Script.Phases) != 1 || len(prep.Script.Phases[0]) != 0 {
+		return nil, fmt.Errorf("internal error: a script of %d phases, not one in a file", len(prep.Script.Phases))
 	}
-	lines := prep.Script.Phases[0]
 	// Directory hashes the same on every build host: mke2fs marks them
 	// signed or unsigned by the host's char type.
 	first := []string{"ssv flags 1"}
-	script, allocated, err := copier.script(prep.Script, 0, first, lines, progress)
+	script, allocated, err := copier.script(prep.Script, 0, first, nil, progress)
 	if err != nil {
 		return nil, err
 	}
-	merges.hook(script, len(lines))
+	script.File, script.FileLines = scriptFile, prep.Script.Spooled
+	merges.hook(script, prep.Script.Spooled)
 	err = r.RunDebugfs(ctx, image, script)
 	releaseHash()
 	if err != nil {

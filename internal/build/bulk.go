@@ -172,7 +172,8 @@ func (c *bulkCopier) script(s *debugfsgen.Script, phase int, first, lines []stri
 	seen := 0
 	var scriptErr error
 	ds := &e2fs.DebugfsScript{
-		Lines:    append(pre, lines...),
+		Pre:      pre,
+		Lines:    lines,
 		Progress: progress,
 		Inode: func(i int, ino uint64) {
 			if b := writes[i]; b != nil {

@@ -54,7 +54,7 @@ func (m *merger) hook(ds *e2fs.DebugfsScript, lines int) {
 // commands the copier put first), also pass what each "ex -l" lists to
 // fn, with the line counted within those.
 func onExtents(ds *e2fs.DebugfsScript, lines int, fn func(line int, ext []e2fs.Extent)) {
-	off := len(ds.Lines) - lines
+	off := ds.Len() - lines
 	inner := ds.Extents
 	ds.Extents = func(i int, ext []e2fs.Extent) {
 		if inner != nil {

@@ -116,7 +116,14 @@ func (r *Runner) Debugfs(ctx context.Context, image string, lines []string, prog
 // DebugfsScript is a script for RunDebugfs, with what to do with the
 // results debugfs reports.
 type DebugfsScript struct {
-	Lines []string
+	// Pre and Lines are the command lines, Pre's first (a short
+	// prefix, so that a long script need not be copied to add it). The
+	// line numbers given to the functions below count both.
+	Pre, Lines []string
+	// File, if set, holds the lines that follow Pre instead of Lines:
+	// FileLines of them, each ending in a newline.
+	File      string
+	FileLines int
 	// Progress, if set, is called with the number of commands done from
 	// time to time.
 	Progress func(done int)
@@ -126,6 +133,14 @@ type DebugfsScript struct {
 	// Extents, if set, receives the leaf extents each "ex -l" command
 	// lists, once they are complete.
 	Extents func(i int, extents []Extent)
+}
+
+// Len is the number of lines of s.
+func (s *DebugfsScript) Len() int {
+	if s.File != "" {
+		return len(s.Pre) + s.FileLines
+	}
+	return len(s.Pre) + len(s.Lines)
 }
 
 var (
@@ -172,7 +187,13 @@ func parseLeafExtent(line string) (Extent, bool) {
 // RunDebugfs runs the script with debugfs -w on image and checks every
 // line debugfs prints.
 func (r *Runner) RunDebugfs(ctx context.Context, image string, s *DebugfsScript) error {
-	lines, progress := s.Lines, s.Progress
+	progress := s.Progress
+	src, err := openScript(s)
+	if err != nil {
+		return err
+	}
+	defer src.close()
+	total, line := src.total, src.line
 	cmd := r.command(ctx, r.Tools.Debugfs, "-w", "-f", "-", image)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -195,15 +216,7 @@ func (r *Runner) RunDebugfs(ctx context.Context, image string, s *DebugfsScript)
 	writeErr := make(chan error, 1)
 	go func() {
 		w := bufio.NewWriterSize(stdin, 256*1024)
-		var err error
-		for _, l := range lines {
-			if _, err = w.WriteString(l); err != nil {
-				break
-			}
-			if err = w.WriteByte('\n'); err != nil {
-				break
-			}
-		}
+		err := src.writeTo(w)
 		if err == nil {
 			err = w.Flush()
 		}
@@ -227,7 +240,7 @@ func (r *Runner) RunDebugfs(ctx context.Context, image string, s *DebugfsScript)
 			other = append(other, msg)
 			return
 		}
-		firstErr = &DebugfsError{Line: next, Command: lines[next-1], Message: msg}
+		firstErr = &DebugfsError{Line: next, Command: line(next - 1), Message: msg}
 	}
 	// The extents of the "ex -l" command being read.
 	var (
@@ -240,43 +253,43 @@ func (r *Runner) RunDebugfs(ctx context.Context, image string, s *DebugfsScript)
 		}
 		extents, inExtents = nil, false
 	}
-	scanErr := scanLines(pr, func(line string) error {
+	scanErr := scanLines(pr, func(out string) error {
 		prev := ""
 		if next > 0 {
-			prev = lines[next-1]
+			prev = line(next - 1)
 		}
 		switch {
-		case next < len(lines) && strings.HasPrefix(line, "debugfs: ") && line[len("debugfs: "):] == lines[next]:
+		case next < total && strings.HasPrefix(out, "debugfs: ") && out[len("debugfs: "):] == line(next):
 			endExtents()
 			next++
 			if r.Verbose != nil {
-				fmt.Fprintln(r.Verbose, lines[next-1])
+				fmt.Fprintln(r.Verbose, line(next-1))
 			}
 			if progress != nil && next%4096 == 0 {
 				progress(next)
 			}
-		case next == 0 && bannerRE.MatchString(line):
-		case next > 0 && allocatedRE.MatchString(line) && strings.HasPrefix(prev, "write "):
+		case next == 0 && bannerRE.MatchString(out):
+		case next > 0 && allocatedRE.MatchString(out) && strings.HasPrefix(prev, "write "):
 			if s.Inode != nil {
-				ino, _ := strconv.ParseUint(strings.TrimPrefix(line, "Allocated inode: "), 10, 64)
+				ino, _ := strconv.ParseUint(strings.TrimPrefix(out, "Allocated inode: "), 10, 64)
 				s.Inode(next-1, ino)
 			}
-		case strings.HasPrefix(prev, "ex -l ") && !inExtents && extents == nil && extentHeaderRE.MatchString(line):
+		case strings.HasPrefix(prev, "ex -l ") && !inExtents && extents == nil && extentHeaderRE.MatchString(out):
 			inExtents = true
-		case strings.HasPrefix(prev, "ex -l ") && inExtents && extentLeafRE.MatchString(line):
-			e, ok := parseLeafExtent(line)
+		case strings.HasPrefix(prev, "ex -l ") && inExtents && extentLeafRE.MatchString(out):
+			e, ok := parseLeafExtent(out)
 			if !ok {
-				report(line)
+				report(out)
 				break
 			}
 			extents = append(extents, e)
-		case strings.HasPrefix(prev, "goto_block ") && extentNodeRE.MatchString(line):
+		case strings.HasPrefix(prev, "goto_block ") && extentNodeRE.MatchString(out):
 		case (strings.HasPrefix(prev, "replace_node ") || strings.HasPrefix(prev, "insert_node ")) &&
-			extentNodeRE.MatchString(line) && !strings.Contains(line, "UNINIT"):
-		case line == "" && (strings.HasPrefix(prev, "rmdir ") || strings.HasPrefix(prev, "rm ") || strings.HasPrefix(prev, "kill_file ")):
+			extentNodeRE.MatchString(out) && !strings.Contains(out, "UNINIT"):
+		case out == "" && (strings.HasPrefix(prev, "rmdir ") || strings.HasPrefix(prev, "rm ") || strings.HasPrefix(prev, "kill_file ")):
 			// kill_file_by_inode ends its (empty) report with a newline.
 		default:
-			report(line)
+			report(out)
 		}
 		return nil
 	})
@@ -297,13 +310,16 @@ func (r *Runner) RunDebugfs(ctx context.Context, image string, s *DebugfsScript)
 		return &ToolError{Argv: argv, Err: errors.New("failed"), Output: strings.Join(other, "\n")}
 	}
 	if waitErr != nil {
-		return &ToolError{Argv: argv, Err: fmt.Errorf("%w after %d of %d commands", exitReason(waitErr), next, len(lines))}
+		return &ToolError{Argv: argv, Err: fmt.Errorf("%w after %d of %d commands", exitReason(waitErr), next, total)}
 	}
 	if scanErr != nil {
 		return fmt.Errorf("reading debugfs output: %w", scanErr)
 	}
-	if next != len(lines) {
-		return &ToolError{Argv: argv, Err: fmt.Errorf("ran %d of %d commands (write: %v)", next, len(lines), werr)}
+	if src.err != nil {
+		return fmt.Errorf("read the script: %w", src.err)
+	}
+	if next != total {
+		return &ToolError{Argv: argv, Err: fmt.Errorf("ran %d of %d commands (write: %v)", next, total, werr)}
 	}
 	if progress != nil {
 		progress(next)

@@ -1,7 +1,9 @@
 package debugfsgen
 
 import (
+	"bufio"
 	"fmt"
+	"io"
 	"path"
 	"strings"
 
@@ -27,6 +29,10 @@ type Options struct {
 	// Without it a second phase links them in one by one: three commands
 	// an entry, and a script that makes the image by itself.
 	Merge bool
+	// Spool, when set, receives the first phase's lines, each ending in
+	// a newline, instead of Script.Phases[0] (which is then empty): a
+	// large closure's script need not be held in memory.
+	Spool io.Writer
 }
 
 // Merge is a staged directory whose deferred entries the first phase made
@@ -66,6 +72,9 @@ type BulkFile struct {
 type Script struct {
 	// Phases hold the command lines, without newlines.
 	Phases [][]string
+	// Spooled is the number of lines written to Options.Spool: the first
+	// phase's.
+	Spooled int
 	// Writes counts the write commands (each prints "Allocated inode: N").
 	Writes int
 	// Bulk lists the Bulk files in script order.
@@ -90,7 +99,7 @@ func (s *Script) Bytes(phase int) []byte {
 
 // Lines is the number of command lines in all phases.
 func (s *Script) Lines() int {
-	n := 0
+	n := s.Spooled
 	for _, p := range s.Phases {
 		n += len(p)
 	}
@@ -99,10 +108,15 @@ func (s *Script) Lines() int {
 
 type gen struct {
 	// cur is the entry the commands are being written for; errors name it.
-	cur     *plan.Node
-	lines   []string
-	hostCwd string
-	staging string
+	cur   *plan.Node
+	lines []string
+	// spool takes the lines instead of lines, when set; spooled counts
+	// them and spoolErr is its first error.
+	spool    *bufio.Writer
+	spooled  int
+	spoolErr error
+	hostCwd  string
+	staging  string
 	// made holds where the first phase made the entries of chunk
 	// directories, for the hard links made to them.
 	made   map[*plan.Node]string
@@ -124,6 +138,9 @@ func Generate(t *plan.Tree, opts Options) (*Script, error) {
 		return nil, fmt.Errorf("the image root has an entry called %q, the name of the staging directory", staging)
 	}
 	g := &gen{staging: "/" + staging, empty: opts.Empty}
+	if opts.Spool != nil {
+		g.spool = bufio.NewWriterSize(opts.Spool, 256<<10)
+	}
 	// The root exists; give it its mode and owner.
 	g.attrs(".", t.Root, true)
 	g.dir(t.Root)
@@ -134,12 +151,18 @@ func Generate(t *plan.Tree, opts Options) (*Script, error) {
 		merges = g.chunked(t)
 	}
 	g.linkCounts(t, false, (*plan.Node).Path)
+	if g.spool != nil && g.err == nil && g.spoolErr == nil {
+		g.spoolErr = g.spool.Flush()
+	}
 	if g.err != nil {
 		return nil, g.err
 	}
-	s := &Script{Phases: [][]string{g.lines}, Merges: merges}
+	if g.spoolErr != nil {
+		return nil, fmt.Errorf("write the script: %w", g.spoolErr)
+	}
+	s := &Script{Phases: [][]string{g.lines}, Spooled: g.spooled, Merges: merges}
 	// Each phase is a new debugfs, in the directory it was started in.
-	g.lines, g.hostCwd, g.phase = nil, "", 1
+	g.lines, g.hostCwd, g.phase, g.spool = nil, "", 1, nil
 	if t.HasStaged() && !opts.Merge {
 		g.cmd("cd", "/")
 		g.cmd("mkdir", staging)
@@ -201,13 +224,9 @@ func (g *gen) cmd(name string, args ...string) {
 	if g.err != nil {
 		return
 	}
-	var b strings.Builder
+	var buf [8]string
+	quoted := buf[:0]
 	size := len(name)
-	for _, a := range args {
-		size += 1 + len(a)
-	}
-	b.Grow(size) // exact unless an argument is quoted
-	b.WriteString(name)
 	for _, a := range args {
 		q, err := Quote(a)
 		if err != nil {
@@ -218,11 +237,11 @@ func (g *gen) cmd(name string, args ...string) {
 			}
 			return
 		}
-		b.WriteByte(' ')
-		b.WriteString(q)
+		quoted = append(quoted, q)
+		size += 1 + len(q)
 	}
-	if b.Len() > MaxLine {
-		err := fmt.Errorf("its %s command would take %d bytes: %w (debugfs reads lines of at most %d bytes)", name, b.Len(), ErrUnquotable, MaxLine)
+	if size > MaxLine {
+		err := fmt.Errorf("its %s command would take %d bytes: %w (debugfs reads lines of at most %d bytes)", name, size, ErrUnquotable, MaxLine)
 		if g.cur != nil {
 			g.fail(g.cur, err)
 		} else {
@@ -230,8 +249,30 @@ func (g *gen) cmd(name string, args ...string) {
 		}
 		return
 	}
+	if g.spool != nil {
+		g.spooled++
+		if g.spoolErr == nil {
+			g.spool.WriteString(name)
+			for _, q := range quoted {
+				g.spool.WriteByte(' ')
+				g.spool.WriteString(q)
+			}
+			g.spoolErr = g.spool.WriteByte('\n')
+		}
+		return
+	}
+	var b strings.Builder
+	b.Grow(size)
+	b.WriteString(name)
+	for _, q := range quoted {
+		b.WriteByte(' ')
+		b.WriteString(q)
+	}
 	g.lines = append(g.lines, b.String())
 }
+
+// line is the index in its phase of the next line.
+func (g *gen) line() int { return g.spooled + len(g.lines) }
 
 // fail records an error about node n.
 func (g *gen) fail(n *plan.Node, err error) {
@@ -368,7 +409,7 @@ func (g *gen) file(n *plan.Node, dest, ref string) {
 		g.fail(n, fmt.Errorf("a bulk file without data"))
 		return
 	}
-	b := BulkFile{Node: n, Phase: g.phase, Write: len(g.lines)}
+	b := BulkFile{Node: n, Phase: g.phase, Write: g.line()}
 	g.cmd("write", empty, dest)
 	g.writes++
 	if len(n.Data) == 1 {
@@ -383,7 +424,7 @@ func (g *gen) file(n *plan.Node, dest, ref string) {
 		g.cmd("fallocate", ref, "0", fmt.Sprint(n.Blocks-1))
 	}
 	g.cmd("sif", ref, "size", fmt.Sprint(n.Size))
-	b.Extents = len(g.lines)
+	b.Extents = g.line()
 	g.cmd("ex", "-l", ref)
 	if g.err == nil {
 		g.bulk = append(g.bulk, b)
@@ -623,12 +664,12 @@ func (g *gen) chunked(t *plan.Tree) []Merge {
 				g.made[e] = c.Path + "/" + e.Name
 			}
 			g.cur = n
-			c.Extents = len(g.lines)
+			c.Extents = g.line()
 			g.cmd("ex", "-l", ".")
 			m.Chunks = append(m.Chunks, c)
 		}
 		g.chdir("cd", n.Path())
-		m.Extents = len(g.lines)
+		m.Extents = g.line()
 		g.cmd("ex", "-l", ".")
 		merges = append(merges, m)
 		return g.err == nil

@@ -503,3 +503,64 @@ func TestSplitHost(t *testing.T) {
 		}
 	}
 }
+
+// failingWriter fails every write.
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("disk full") }
+
+// TestGenerateSpool: with Options.Spool the first phase goes to the
+// writer, byte for byte what Bytes(0) gives without it, and every line
+// number in the script (bulk files, merges) is the same; a writer that
+// fails fails the generation.
+func TestGenerateSpool(t *testing.T) {
+	fill := func(dir string) error {
+		if err := hostileFill(dir); err != nil {
+			return err
+		}
+		for i := 0; i < 300; i++ {
+			name := fmt.Sprintf("%s %03d", strings.Repeat("s", 40), i)
+			if err := os.WriteFile(filepath.Join(dir, "staged", name), []byte(strings.Repeat(fmt.Sprint(i), 3000)), 0o444); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	tree, err := storeTree(t.TempDir(), "0123456789abcdfghijklmnpqrsvwxyz-spool", fill, plan.Options{StageBytes: 1024, BulkBlocks: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	empty := filepath.Join(t.TempDir(), "empty")
+	if err := os.WriteFile(empty, nil, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	opts := Options{Merge: true, Empty: func(uint32) (string, error) { return empty, nil }}
+	want, err := Generate(tree, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(want.Bulk) == 0 || len(want.Merges) == 0 {
+		t.Fatalf("%d bulk files, %d merges: the test needs both", len(want.Bulk), len(want.Merges))
+	}
+	var spool strings.Builder
+	opts.Spool = &spool
+	got, err := Generate(tree, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if spool.String() != string(want.Bytes(0)) {
+		t.Errorf("spooled %d bytes, want the %d of the first phase", spool.Len(), len(want.Bytes(0)))
+	}
+	if len(got.Phases) != 1 || len(got.Phases[0]) != 0 || got.Spooled != len(want.Phases[0]) || got.Lines() != want.Lines() {
+		t.Errorf("spooled script: %d phases, %d lines held, %d spooled, %d in all; want 1, 0, %d, %d",
+			len(got.Phases), len(got.Phases[0]), got.Spooled, got.Lines(), len(want.Phases[0]), want.Lines())
+	}
+	if !reflect.DeepEqual(got.Bulk, want.Bulk) || !reflect.DeepEqual(got.Merges, want.Merges) || got.Writes != want.Writes {
+		t.Errorf("spooled script: bulk files, merges or writes differ")
+	}
+
+	opts.Spool = failingWriter{}
+	if _, err := Generate(tree, opts); err == nil || !strings.Contains(err.Error(), "disk full") {
+		t.Errorf("spool that fails: %v, want its error", err)
+	}
+}
