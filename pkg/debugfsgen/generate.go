@@ -280,8 +280,8 @@ func (g *gen) fail(n *plan.Node, err error) {
 		return
 	}
 	where := n.Path()
-	if n.StorePath != "" {
-		where = fmt.Sprintf("%s (store path %s)", where, n.StorePath)
+	if sp := n.StorePath(); sp != "" {
+		where = fmt.Sprintf("%s (store path %s)", where, sp)
 	}
 	g.err = fmt.Errorf("%s: %w", where, err)
 }

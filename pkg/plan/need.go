@@ -37,19 +37,21 @@ func (t *Tree) markStaged(limit int64) {
 				direct += RecLen(len(c.Name))
 			}
 		}
+		// The first non-directories that fit are made directly.
+		seed := 0
 		for _, c := range n.Children {
 			if direct >= BlockSize*3/2 {
 				break
 			}
 			if c.Kind != Dir {
-				n.Seed++
+				seed++
 				direct += RecLen(len(c.Name))
 			}
 		}
 		seeds := 0
 		for _, c := range n.Children {
 			if c.Kind != Dir {
-				c.Deferred = seeds >= n.Seed
+				c.Deferred = seeds >= seed
 				seeds++
 			}
 		}

@@ -24,8 +24,8 @@ type smallKey struct {
 	mode        uint32
 }
 
-func smallKeyOf(id fileID) smallKey {
-	return smallKey{dev: id.dev, ino: id.ino, size: id.size, mtime: id.mtime, mode: id.mode}
+func smallKeyOf(id fileID, size int64) smallKey {
+	return smallKey{dev: id.dev, ino: id.ino, size: size, mtime: id.mtime, mode: id.mode}
 }
 
 // SmallReads collects what the caller read of the files the walk left
@@ -52,7 +52,7 @@ func (r *SmallReads) Add(st *unix.Stat_t, content []byte) {
 	if r.sparse == nil {
 		r.sparse = map[smallKey][2]int64{}
 	}
-	r.sparse[smallKeyOf(idOf(st))] = [2]int64{blocks, runs}
+	r.sparse[smallKeyOf(idOf(st), st.Size)] = [2]int64{blocks, runs}
 }
 
 // Settle makes the Blocks and Runs of the files the walk left unread
@@ -76,7 +76,7 @@ func (t *Tree) Settle(r *SmallReads) error {
 			return true
 		}
 		n.Runs = min(n.Blocks, 1)
-		if c, ok := r.sparse[smallKeyOf(n.id)]; ok {
+		if c, ok := r.sparse[smallKeyOf(n.id, n.Size)]; ok {
 			n.Blocks, n.Runs = c[0], c[1]
 		}
 		n.Estimated = false

@@ -40,8 +40,6 @@ type Node struct {
 	host string
 	// Target is a symlink's target, byte for byte.
 	Target string
-	// StorePath is the store path the entry belongs to ("" outside the store).
-	StorePath string
 	// Size is a regular file's length in bytes.
 	Size int64
 	// Blocks is the number of 4 KiB blocks the file occupies in the image:
@@ -57,12 +55,13 @@ type Node struct {
 	// Primary is set, under Optimise, on a file whose content and mode equal
 	// those of an earlier file: the image stores it as a hard link to Primary.
 	Primary *Node
+	parent  *Node
+	// digest is the SHA-256 of a file's content, read under Optimise.
+	digest *[32]byte
+	id     fileID
 	// Links is the number of names of a file in the image (1, or more for a
 	// Primary under Optimise).
-	Links int
-	// Seed is, for a staged directory, the number of its non-directory
-	// children created directly.
-	Seed int
+	Links int32
 	// Perm holds the permission, set-id and sticky bits (07777).
 	Perm     uint32
 	UID, GID uint32
@@ -84,24 +83,51 @@ type Node struct {
 	// Estimated marks a file the walk left unread (Options.DeferSmall):
 	// Blocks and Runs are upper bounds until Tree.Settle.
 	Estimated bool
-
-	extra bool
-	// inDir marks a walked file or symlink whose host path is its
-	// parent's followed by its name: it keeps no copy of it.
-	inDir  bool
-	parent *Node
-	id     fileID
-	// digest is the SHA-256 of a file's content, read under Optimise.
-	digest *[32]byte
+	flags     nodeFlags
 }
 
-// fileID identifies a host file as it was when walked, to detect changes.
+// nodeFlags are a node's unexported marks.
+type nodeFlags uint8
+
+const (
+	// extra marks a file of Options.Extra.
+	extra nodeFlags = 1 << iota
+	// inDir marks a walked file or symlink whose host path is its
+	// parent's followed by its name: it keeps no copy of it.
+	inDir
+	// top marks the node of a store path, directly in the store
+	// directory.
+	top
+)
+
+func (n *Node) is(f nodeFlags) bool { return n.flags&f != 0 }
+
+func (n *Node) set(f nodeFlags, on bool) {
+	if on {
+		n.flags |= f
+	} else {
+		n.flags &^= f
+	}
+}
+
+// fileID identifies a host entry as it was when walked, to detect
+// changes; a file's size is the node's Size.
 type fileID struct {
 	dev, ino     uint64
-	size         int64
 	mtime, ctime int64
 	// mode is 0 for a node that was not walked (it has no host file).
 	mode, nlink uint32
+}
+
+// StorePath is the store path the entry belongs to ("" outside the
+// store).
+func (n *Node) StorePath() string {
+	for p := n; p != nil; p = p.parent {
+		if p.is(top) {
+			return p.parent.Path() + "/" + p.Name
+		}
+	}
+	return ""
 }
 
 // Path is the node's absolute path in the image.
@@ -122,7 +148,7 @@ func (n *Node) Path() string {
 // Host is the path the content is read from; "" for directories the tool
 // makes itself (/, /nix, /nix/store and missing parents).
 func (n *Node) Host() string {
-	if n.inDir {
+	if n.is(inDir) {
 		return n.parent.host + "/" + n.Name
 	}
 	return n.host
@@ -132,17 +158,20 @@ func (n *Node) Host() string {
 // its name there, when the node is read from its parent's host directory
 // under its own name; ok is false otherwise.
 func (n *Node) HostIn() (dir, name string, ok bool) {
-	if n.inDir {
+	if n.is(inDir) {
 		return n.parent.host, n.Name, true
 	}
 	return "", "", false
 }
 
 // SetHost sets the path the content is read from.
-func (n *Node) SetHost(host string) { n.host, n.inDir = host, false }
+func (n *Node) SetHost(host string) {
+	n.host = host
+	n.set(inDir, false)
+}
 
 // hasHost tells whether the node is read from the host.
-func (n *Node) hasHost() bool { return n.inDir || n.host != "" }
+func (n *Node) hasHost() bool { return n.is(inDir) || n.host != "" }
 
 // Parent is the directory holding the node (nil for the root).
 func (n *Node) Parent() *Node { return n.parent }
@@ -166,7 +195,7 @@ func (n *Node) add(c *Node) error {
 	n.Children = append(n.Children, nil)
 	copy(n.Children[i+1:], n.Children[i:])
 	n.Children[i] = c
-	if c.inDir {
+	if c.is(inDir) {
 		c.SetHost(c.Host()) // it may move to another directory
 	}
 	c.parent = n

@@ -143,7 +143,7 @@ func Walk(ctx context.Context, opts Options) (*Tree, error) {
 		}
 		n, err := w.walk(e.Host, filepath.Base(e.Path), "", 0, 0)
 		if n != nil {
-			n.extra = true
+			n.set(extra, true)
 		}
 		if err != nil {
 			return nil, err
@@ -180,7 +180,7 @@ func (w *walker) markBulk() {
 	for _, n := range w.files {
 		blocks := (n.Size + BlockSize - 1) / BlockSize
 		if w.opts.BulkBlocks > 0 && blocks >= w.opts.BulkBlocks && len(n.Data) > 0 && len(n.Data) <= MaxBulkRuns &&
-			n.Perm&^0o777 == 0 && n.Perm&0o400 != 0 && !n.extra {
+			n.Perm&^0o777 == 0 && n.Perm&0o400 != 0 && !n.is(extra) {
 			n.Bulk = true
 		} else {
 			n.Data = nil
@@ -231,6 +231,7 @@ func (w *walker) walkStore(store *Node, storeDir string) error {
 		if err := store.add(r.n); err != nil {
 			return err
 		}
+		r.n.set(top, true)
 		w.files = append(w.files, r.files...)
 		w.pending = append(w.pending, r.pending...)
 	}
@@ -285,7 +286,7 @@ func (w *walker) entry(dirfd int, at, host, name, storePath string, uid, gid uin
 		w.adopt(n)
 		return n, nil
 	}
-	n := &Node{Name: name, Kind: Dir, Perm: uint32(st.Mode) & 0o7777, UID: uid, GID: gid, host: host, StorePath: storePath, id: idOf(st)}
+	n := &Node{Name: name, Kind: Dir, Perm: uint32(st.Mode) & 0o7777, UID: uid, GID: gid, host: host, id: idOf(st)}
 	fd, err := unix.Openat(dirfd, at, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", describe(host, storePath), &os.PathError{Op: "open", Path: host, Err: err})
@@ -339,7 +340,8 @@ func (w *walker) entry(dirfd int, at, host, name, storePath string, uid, gid uin
 			}
 		}
 		if c.Kind != Dir && !strings.HasSuffix(host, "/") {
-			c.host, c.inDir = "", true // ch is host + "/" + cn
+			c.host = "" // ch is host + "/" + cn
+			c.set(inDir, true)
 		}
 		c.parent = n
 		n.Children = append(n.Children, c)
@@ -361,7 +363,7 @@ func (w *walker) adopt(n *Node) {
 // entry does; a file of up to readWhole bytes is read into buf now, from
 // its directory (scan reads the larger ones).
 func leaf(dirfd int, at, host, name, storePath string, uid, gid uint32, st *unix.Stat_t, buf []byte, opts Options) (*Node, error) {
-	n := &Node{Name: name, Perm: uint32(st.Mode) & 0o7777, UID: uid, GID: gid, host: host, StorePath: storePath, id: idOf(st)}
+	n := &Node{Name: name, Perm: uint32(st.Mode) & 0o7777, UID: uid, GID: gid, host: host, id: idOf(st)}
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFREG:
 		n.Kind = File
@@ -505,7 +507,7 @@ func describe(host, storePath string) string {
 
 func idOf(st *unix.Stat_t) fileID {
 	return fileID{
-		dev: uint64(st.Dev), ino: uint64(st.Ino), size: st.Size,
+		dev: uint64(st.Dev), ino: uint64(st.Ino),
 		mtime: st.Mtim.Nano(), ctime: st.Ctim.Nano(),
 		mode: uint32(st.Mode), nlink: uint32(st.Nlink),
 	}
@@ -696,10 +698,10 @@ func scanFile(n *Node, buf []byte, hash bool, bulkBlocks int64, open func() (int
 				off += int64(got)
 			}
 			if err == io.EOF && off < to {
-				return fmt.Errorf("%s: %s shrank while it was being read", describe(n.Host(), n.StorePath), n.Host())
+				return fmt.Errorf("%s: %s shrank while it was being read", describe(n.Host(), n.StorePath()), n.Host())
 			}
 			if err != nil && err != io.EOF {
-				return fmt.Errorf("%s: read %s: %w", describe(n.Host(), n.StorePath), n.Host(), err)
+				return fmt.Errorf("%s: read %s: %w", describe(n.Host(), n.StorePath()), n.Host(), err)
 			}
 		}
 		return nil
@@ -801,22 +803,35 @@ func (n *Node) OpenFile() (int, error) {
 func (n *Node) openAt(dirfd int, at string) (int, error) {
 	fd, err := unix.Openat(dirfd, at, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return -1, fmt.Errorf("%s: %w", describe(n.Host(), n.StorePath), &os.PathError{Op: "open", Path: n.Host(), Err: err})
+		return -1, fmt.Errorf("%s: %w", describe(n.Host(), n.StorePath()), &os.PathError{Op: "open", Path: n.Host(), Err: err})
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		unix.Close(fd)
-		return -1, fmt.Errorf("%s: fstat %s: %w", describe(n.Host(), n.StorePath), n.Host(), err)
+		return -1, fmt.Errorf("%s: fstat %s: %w", describe(n.Host(), n.StorePath()), n.Host(), err)
 	}
-	if id := idOf(&st); id.dev != n.id.dev || id.ino != n.id.ino || id.size != n.id.size {
+	if id := idOf(&st); id.dev != n.id.dev || id.ino != n.id.ino || st.Size != n.Size {
 		unix.Close(fd)
-		return -1, fmt.Errorf("%s: %s changed during the build", describe(n.Host(), n.StorePath), n.Host())
+		return -1, fmt.Errorf("%s: %s changed during the build", describe(n.Host(), n.StorePath()), n.Host())
 	}
 	return fd, nil
 }
 
 // Describe names a node's host file and store path for messages.
-func (n *Node) Describe() string { return describe(n.Host(), n.StorePath) }
+func (n *Node) Describe() string { return describe(n.Host(), n.StorePath()) }
+
+// sameSize tells whether size, from an lstat of the node's host entry, is
+// the size it had when walked: a file's Size, a symlink's target's length.
+// A directory's changes with its mtime.
+func (n *Node) sameSize(size int64) bool {
+	switch n.Kind {
+	case File:
+		return size == n.Size
+	case Symlink:
+		return size == int64(len(n.Target))
+	}
+	return true
+}
 
 // CheckUnchanged compares every host entry with what Walk saw, so that a
 // file changed, grown, shrunk or replaced during the build fails it. A
@@ -833,7 +848,7 @@ func (t *Tree) CheckUnchanged() error {
 		}
 		var st unix.Stat_t
 		if e := unix.Lstat(n.Host(), &st); e != nil {
-			err = fmt.Errorf("%s: %s vanished during the build: %w", describe(n.Host(), n.StorePath), n.Host(), e)
+			err = fmt.Errorf("%s: %s vanished during the build: %w", describe(n.Host(), n.StorePath()), n.Host(), e)
 			return false
 		}
 		now := idOf(&st)
@@ -842,8 +857,8 @@ func (t *Tree) CheckUnchanged() error {
 			// changes the link count and the ctime, not the content.
 			now.nlink, now.ctime = n.id.nlink, n.id.ctime
 		}
-		if now != n.id {
-			changed := fmt.Errorf("%s: %s changed during the build", describe(n.Host(), n.StorePath), n.Host())
+		if now != n.id || !n.sameSize(st.Size) {
+			changed := fmt.Errorf("%s: %s changed during the build", describe(n.Host(), n.StorePath()), n.Host())
 			if n.Kind == Dir && now.mode == n.id.mode {
 				if dirErr == nil {
 					dirErr = changed

@@ -374,7 +374,7 @@ func TestWalkLargeDirectory(t *testing.T) {
 // file that --files merges into a directory of another origin (the
 // image's /nix, made by the tool) or the root, and one whose host
 // directory's path ends in a slash; the directories the tool makes read
-// from nothing.
+// from nothing. Every entry names the store path it belongs to, if any.
 func TestHostPaths(t *testing.T) {
 	files := t.TempDir()
 	for name, content := range map[string]string{"top": "t", "nix/under-nix": "n", "etc/deep/conf": "c"} {
@@ -406,6 +406,13 @@ func TestHostPaths(t *testing.T) {
 				if n.Host() != w {
 					t.Errorf("--files %s: %s reads from %q, want %q", filesArg, n.Path(), n.Host(), w)
 				}
+			}
+			wantSP := ""
+			if n.Path() == testStorePath || strings.HasPrefix(n.Path(), testStorePath+"/") {
+				wantSP = testStorePath
+			}
+			if sp := n.StorePath(); sp != wantSP {
+				t.Errorf("--files %s: %s is in store path %q, want %q", filesArg, n.Path(), sp, wantSP)
 			}
 			if n.Host() != "" {
 				if _, err := os.Lstat(n.Host()); err != nil {
