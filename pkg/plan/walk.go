@@ -838,18 +838,37 @@ func (n *Node) sameSize(size int64) bool {
 // directory changes with the entries made or removed in it: the error
 // names such an entry when there is one, the directory otherwise.
 func (t *Tree) CheckUnchanged() error {
-	var err, dirErr error
-	t.Walk(func(n *Node) bool {
-		if err != nil {
-			return false
-		}
-		if !n.hasHost() || n.id.mode == 0 {
-			return true
-		}
+	c := &unchangedCheck{}
+	c.visit(t.Root, -1, 0)
+	if c.err == nil {
+		c.err = c.dirErr
+	}
+	return c.err
+}
+
+// unchangedCheck is the state of CheckUnchanged: the first change found
+// (err), and the first change of a directory's entries (dirErr), which
+// an entry's change named later takes precedence over.
+type unchangedCheck struct {
+	err, dirErr error
+}
+
+// visit compares n and then its children, in the order of Tree.Walk. An
+// entry read from its parent's host directory under its own name is
+// looked up from dirfd, that directory open (or by its path when dirfd
+// is -1).
+func (c *unchangedCheck) visit(n *Node, dirfd, depth int) {
+	if n.hasHost() && n.id.mode != 0 {
 		var st unix.Stat_t
-		if e := unix.Lstat(n.Host(), &st); e != nil {
-			err = fmt.Errorf("%s: %s vanished during the build: %w", describe(n.Host(), n.StorePath()), n.Host(), e)
-			return false
+		var e error
+		if dirfd >= 0 && n.is(inDir) {
+			e = unix.Fstatat(dirfd, n.Name, &st, unix.AT_SYMLINK_NOFOLLOW)
+		} else {
+			e = unix.Lstat(n.Host(), &st)
+		}
+		if e != nil {
+			c.err = fmt.Errorf("%s: %s vanished during the build: %w", describe(n.Host(), n.StorePath()), n.Host(), e)
+			return
 		}
 		now := idOf(&st)
 		if now.nlink != n.id.nlink {
@@ -859,19 +878,30 @@ func (t *Tree) CheckUnchanged() error {
 		}
 		if now != n.id || !n.sameSize(st.Size) {
 			changed := fmt.Errorf("%s: %s changed during the build", describe(n.Host(), n.StorePath()), n.Host())
-			if n.Kind == Dir && now.mode == n.id.mode {
-				if dirErr == nil {
-					dirErr = changed
-				}
-				return true
+			if n.Kind != Dir || now.mode != n.id.mode {
+				c.err = changed
+				return
 			}
-			err = changed
-			return false
+			if c.dirErr == nil {
+				c.dirErr = changed
+			}
 		}
-		return true
-	})
-	if err == nil {
-		err = dirErr
 	}
-	return err
+	if len(n.Children) == 0 {
+		return
+	}
+	fd := -1
+	if n.host != "" && n.id.mode != 0 && depth < dirent.MaxOpenDepth {
+		// A failure to open it leaves its entries looked up by path.
+		if f, err := unix.Open(n.host, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err == nil {
+			fd = f
+			defer unix.Close(fd)
+		}
+	}
+	for _, ch := range n.Children {
+		c.visit(ch, fd, depth+1)
+		if c.err != nil {
+			return
+		}
+	}
 }

@@ -426,3 +426,44 @@ func TestHostPaths(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckUnchangedDeep: CheckUnchanged looks entries up from their
+// directory, held open down to dirent.MaxOpenDepth and by path below it:
+// a deep tree left alone passes, and a change at any depth is found and
+// named.
+func TestCheckUnchangedDeep(t *testing.T) {
+	depth := dirent.MaxOpenDepth + 4
+	fill := func(p string) error {
+		dir := p
+		for i := 0; i < depth; i++ {
+			dir = filepath.Join(dir, "d")
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return err
+			}
+			if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%d", i)), []byte("x"), 0o444); err != nil {
+				return err
+			}
+			if err := os.Symlink("f", filepath.Join(dir, fmt.Sprintf("l%d", i))); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for _, level := range []int{-1, 0, dirent.MaxOpenDepth - 4, dirent.MaxOpenDepth - 3, depth - 1} {
+		tree, p := walkStore(t, fill, Options{})
+		if err := tree.CheckUnchanged(); err != nil {
+			t.Fatalf("before any change: %v", err)
+		}
+		if level < 0 {
+			continue
+		}
+		name := filepath.Join(p, strings.Repeat("d/", level+1), fmt.Sprintf("f%d", level))
+		if err := os.Chmod(name, 0o555); err != nil {
+			t.Fatal(err)
+		}
+		err := tree.CheckUnchanged()
+		if err == nil || !strings.Contains(err.Error(), name+" changed during the build") {
+			t.Errorf("file %d levels down changed: %v, want it named", level+1, err)
+		}
+	}
+}
