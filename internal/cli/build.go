@@ -219,7 +219,7 @@ func runBuild(ctx context.Context, env *Env, args []string) error {
 		return fmt.Errorf("--output %s: directory %s does not exist", f.output, filepath.Dir(f.output))
 	}
 	if os.Getenv("GOGC") == "" && os.Getenv("GOMEMLIMIT") == "" {
-		// The plan of a 100k-inode closure takes about 45 MiB; by
+		// The plan of a 100k-inode closure takes about 40 MB; by
 		// default the collector lets the heap grow to twice what is
 		// live. Collect earlier, and harder near the limit.
 		debug.SetGCPercent(50)
