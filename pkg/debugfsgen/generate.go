@@ -252,23 +252,30 @@ func (g *gen) cmd(name string, args ...string) {
 	if g.spool != nil {
 		g.spooled++
 		if g.spoolErr == nil {
-			g.spool.WriteString(name)
-			for _, q := range quoted {
-				g.spool.WriteByte(' ')
-				g.spool.WriteString(q)
-			}
+			writeLine(g.spool, name, quoted)
 			g.spoolErr = g.spool.WriteByte('\n')
 		}
 		return
 	}
 	var b strings.Builder
 	b.Grow(size)
-	b.WriteString(name)
-	for _, q := range quoted {
-		b.WriteByte(' ')
-		b.WriteString(q)
-	}
+	writeLine(&b, name, quoted)
 	g.lines = append(g.lines, b.String())
+}
+
+// writeLine writes a command line, without its newline: the command name
+// and the quoted arguments, separated by blanks. A bufio.Writer keeps its
+// first error, which the caller reads from its last write; a
+// strings.Builder has none.
+func writeLine(w interface {
+	WriteString(string) (int, error)
+	WriteByte(byte) error
+}, name string, quoted []string) {
+	w.WriteString(name)
+	for _, q := range quoted {
+		w.WriteByte(' ')
+		w.WriteString(q)
+	}
 }
 
 // line is the index in its phase of the next line.
