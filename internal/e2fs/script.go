@@ -73,20 +73,11 @@ func (src *scriptSource) line(i int) string {
 
 // writeTo writes every line to w, each followed by a newline.
 func (src *scriptSource) writeTo(w *bufio.Writer) error {
-	for _, l := range src.s.Pre {
-		w.WriteString(l)
-		if err := w.WriteByte('\n'); err != nil {
-			return err
-		}
+	if err := writeLines(w, src.s.Pre); err != nil {
+		return err
 	}
 	if src.s.File == "" {
-		for _, l := range src.s.Lines {
-			w.WriteString(l)
-			if err := w.WriteByte('\n'); err != nil {
-				return err
-			}
-		}
-		return nil
+		return writeLines(w, src.s.Lines)
 	}
 	f, err := os.Open(src.s.File)
 	if err != nil {
@@ -95,4 +86,15 @@ func (src *scriptSource) writeTo(w *bufio.Writer) error {
 	defer f.Close()
 	_, err = io.Copy(w, f)
 	return err
+}
+
+// writeLines writes lines to w, each followed by a newline.
+func writeLines(w *bufio.Writer, lines []string) error {
+	for _, l := range lines {
+		w.WriteString(l)
+		if err := w.WriteByte('\n'); err != nil {
+			return err
+		}
+	}
+	return nil
 }

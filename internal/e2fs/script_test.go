@@ -9,8 +9,8 @@ import (
 	"testing"
 )
 
-// writeLines writes lines, each ending in a newline, to a new file.
-func writeLines(t *testing.T, lines []string) string {
+// writeScriptFile writes lines, each ending in a newline, to a new file.
+func writeScriptFile(t *testing.T, lines []string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "script")
 	if err := os.WriteFile(p, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
@@ -44,7 +44,7 @@ func TestDebugfsScriptFile(t *testing.T) {
 	if len(want) != 3 {
 		t.Fatalf("in memory: inodes %v, want 3", want)
 	}
-	got, err := run(&DebugfsScript{Pre: pre, File: writeLines(t, lines), FileLines: len(lines)})
+	got, err := run(&DebugfsScript{Pre: pre, File: writeScriptFile(t, lines), FileLines: len(lines)})
 	if err != nil {
 		t.Fatalf("from a file: %v", err)
 	}
@@ -59,14 +59,14 @@ func TestDebugfsScriptFile(t *testing.T) {
 	}
 
 	bad := append(append([]string{}, lines[:4]...), "cd missing", "mkdir b")
-	_, err = run(&DebugfsScript{Pre: pre, File: writeLines(t, bad), FileLines: len(bad)})
+	_, err = run(&DebugfsScript{Pre: pre, File: writeScriptFile(t, bad), FileLines: len(bad)})
 	var de *DebugfsError
 	if !errors.As(err, &de) || de.Line != len(pre)+5 || de.Command != "cd missing" {
 		t.Errorf("a failing command in the file: %v, want a DebugfsError on line %d, cd missing", err, len(pre)+5)
 	}
 
 	for _, count := range []int{len(lines) + 1, len(lines) - 1} {
-		if _, err := run(&DebugfsScript{Pre: pre, File: writeLines(t, lines), FileLines: count}); err == nil {
+		if _, err := run(&DebugfsScript{Pre: pre, File: writeScriptFile(t, lines), FileLines: count}); err == nil {
 			t.Errorf("a file of %d lines said to hold %d: no error", len(lines), count)
 		}
 	}
