@@ -377,23 +377,11 @@ func (g *gen) checkName(n *plan.Node) {
 func (g *gen) write(n *plan.Node, dest string) {
 	dir, base, ok := n.HostIn()
 	if !ok {
-		dir, base = g.splitHost(n.Host())
+		dir, base = path.Dir(n.Host()), path.Base(n.Host())
 	}
 	g.lcd(dir)
 	g.cmd("write", base, dest)
 	g.writes++
-}
-
-// splitHost is path.Dir and path.Base of host, without their copies when
-// host is a name in the current host directory (most writes are), which
-// is clean: lcd is only given what splitHost returns.
-func (g *gen) splitHost(host string) (dir, base string) {
-	if cwd := g.hostCwd; len(cwd) > 1 && len(host) > len(cwd)+1 && host[len(cwd)] == '/' && strings.HasPrefix(host, cwd) {
-		if name := host[len(cwd)+1:]; name != "." && name != ".." && !strings.Contains(name, "/") {
-			return cwd, name
-		}
-	}
-	return path.Dir(host), path.Base(host)
 }
 
 // file creates regular file n as dest; ref names it in commands that take

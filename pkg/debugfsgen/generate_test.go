@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -483,24 +482,6 @@ func TestGenerateMerge(t *testing.T) {
 	}
 	if byInode == 0 {
 		t.Errorf("no link count of a file in a merged directory set by inode:\n%s", text)
-	}
-}
-
-// TestSplitHost: splitHost gives path.Dir and path.Base of every host,
-// whatever the current host directory (a result of path.Dir, so clean),
-// taking its short cut only where they agree.
-func TestSplitHost(t *testing.T) {
-	cwds := []string{"", "/", "/a", "/a/b", "/ab", "a", "a/b", "."}
-	hosts := []string{"/a/b/f", "/a/bc/f", "/a/b/c/f", "/a/b", "/a/b/", "/a/b/.", "/a/b/..", "/a/b//f",
-		"/ab/f", "/a/f", "/f", "/", "a/f", "/a/./b/f", "/a/b/f g", "/a/b/.f", "/a/bcd", "/abc", "a/bcd", "./f"}
-	for _, cwd := range cwds {
-		for _, host := range hosts {
-			g := &gen{hostCwd: cwd}
-			dir, base := g.splitHost(host)
-			if dir != path.Dir(host) || base != path.Base(host) {
-				t.Errorf("in %q, splitHost(%q) = %q, %q; want %q, %q", cwd, host, dir, base, path.Dir(host), path.Base(host))
-			}
-		}
 	}
 }
 
