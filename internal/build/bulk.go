@@ -217,8 +217,8 @@ func (c *bulkCopier) checkExtents(n *plan.Node, ino uint64, ext []e2fs.Extent) e
 	if ino == 0 {
 		return fmt.Errorf("%s: debugfs reported no inode for it", n.Path())
 	}
-	want := n.Data
-	if len(n.Data) > 1 {
+	want := n.Data()
+	if len(want) > 1 {
 		want = [][2]int64{{0, n.Blocks}}
 	}
 	// The extents, merged where they follow each other.
@@ -262,19 +262,20 @@ func asDebugfsgen(ext []e2fs.Extent) []debugfsgen.Extent {
 // block 0), their blocks cut at the runs' ends and moved to the runs'
 // places in the file.
 func place(n *plan.Node, ext []e2fs.Extent) []debugfsgen.Extent {
-	if len(n.Data) == 1 {
+	data := n.Data()
+	if len(data) == 1 {
 		return asDebugfsgen(ext)
 	}
 	var out []debugfsgen.Extent
 	r, inRun := 0, uint64(0) // the run, and how far into it
 	for _, e := range ext {
 		for done := uint64(0); done < e.Len; {
-			left := uint64(n.Data[r][1]) - inRun
+			left := uint64(data[r][1]) - inRun
 			k := min(left, e.Len-done)
-			out = append(out, debugfsgen.Extent{Logical: uint64(n.Data[r][0]) + inRun, Physical: e.Physical + done, Len: k, Slot: -1})
+			out = append(out, debugfsgen.Extent{Logical: uint64(data[r][0]) + inRun, Physical: e.Physical + done, Len: k, Slot: -1})
 			done += k
 			inRun += k
-			if inRun == uint64(n.Data[r][1]) {
+			if inRun == uint64(data[r][1]) {
 				r, inRun = r+1, 0
 			}
 		}
@@ -342,7 +343,7 @@ func (c *bulkCopier) takePending() ([]string, error) {
 			cmds []string
 			err  error
 		)
-		if j.merge != nil || len(j.node.Data) == 1 {
+		if j.merge != nil || len(j.node.Data()) == 1 {
 			cmds, err = debugfsgen.MarkInitialized(j.ino, j.placed)
 		} else {
 			cmds, err = debugfsgen.Place(j.ino, asDebugfsgen(j.extents), j.placed)

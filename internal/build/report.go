@@ -98,7 +98,7 @@ func (r *Report) fill(sb *e2fs.Superblock, c *closure.Closure, t *plan.Tree, nee
 	for i := range c.Paths {
 		byPath[c.Paths[i].Path] = &c.Paths[i]
 	}
-	for _, n := range t.Store.Children {
+	for _, n := range t.Store.Children() {
 		sub := &plan.Tree{Root: n, Store: t.Store}
 		nd := sub.Need(plan.Geometry{MetadataCsum: sb.Has("metadata_csum")})
 		sp := StorePathReport{Path: n.StorePath(), Inodes: nd.Inodes + 1, Blocks: nd.Blocks()}

@@ -131,7 +131,7 @@ func TestRealDebugfs(t *testing.T) {
 	var fileInos []string
 	for i, d := range dirs {
 		want := []string{".", ".."}
-		for _, c := range d.Children {
+		for _, c := range d.Children() {
 			want = append(want, c.Name)
 		}
 		if d == tree.Root {
@@ -147,11 +147,11 @@ func TestRealDebugfs(t *testing.T) {
 			t.Errorf("%q holds %q, want %q", d.Path(), got, want)
 			continue
 		}
-		for _, c := range d.Children {
+		for _, c := range d.Children() {
 			e := listing[i][c.Name]
 			switch c.Kind {
 			case plan.Symlink:
-				links = append(links, link{e.ino, e.size, c.Target})
+				links = append(links, link{e.ino, e.size, c.Target()})
 			case plan.File:
 				files = append(files, c)
 				fileInos = append(fileInos, e.ino)
@@ -297,16 +297,16 @@ func TestHardLinksIntoFullDirectory(t *testing.T) {
 			t.Fatalf("after line %d %q: %q", next, lines[next-1], o)
 		}
 	}
-	dir := tree.Store.Children[0]
+	dir := tree.Store.Children()[0]
 	ls := []string{"ls -p " + dir.Path()}
 	listing := parseListings(t, debugfsRun(t, debugfs, image, false, ls), ls)[0]
-	ino := listing[dir.Children[0].Name].ino
-	for _, c := range dir.Children {
+	ino := listing[dir.Children()[0].Name].ino
+	for _, c := range dir.Children() {
 		if e, ok := listing[c.Name]; !ok || e.ino != ino {
 			t.Errorf("%s: %+v, want a link to inode %s", c.Name, e, ino)
 		}
 	}
-	if len(listing) != len(dir.Children)+2 {
-		t.Errorf("the directory holds %d entries, want %d", len(listing)-2, len(dir.Children))
+	if len(listing) != len(dir.Children())+2 {
+		t.Errorf("the directory holds %d entries, want %d", len(listing)-2, len(dir.Children()))
 	}
 }

@@ -324,7 +324,7 @@ func typeBits(k plan.Kind) uint32 {
 // dir populates directory n, which is the current directory, in the first
 // phase.
 func (g *gen) dir(n *plan.Node) {
-	for _, c := range n.Children {
+	for _, c := range n.Children() {
 		if g.err != nil {
 			return
 		}
@@ -342,8 +342,8 @@ func (g *gen) dir(n *plan.Node) {
 			g.cur = c
 			g.cmd("cd", "..")
 		case plan.File:
-			if c.Primary != nil {
-				g.hardLink(c.Primary.Path(), c.Name)
+			if p := c.Primary(); p != nil {
+				g.hardLink(p.Path(), c.Name)
 				continue
 			}
 			g.file(c, c.Name, ref(c.Name))
@@ -362,12 +362,13 @@ func (g *gen) checkName(n *plan.Node) {
 		g.fail(n, fmt.Errorf("name %w", err))
 	}
 	if n.Kind == plan.Symlink {
-		if n.Target == "" {
+		target := n.Target()
+		if target == "" {
 			g.fail(n, fmt.Errorf("symlink with an empty target"))
-		} else if _, err := Quote(n.Target); err != nil {
+		} else if _, err := Quote(target); err != nil {
 			g.fail(n, fmt.Errorf("symlink target %w", err))
-		} else if len(n.Target) >= plan.BlockSize {
-			g.fail(n, fmt.Errorf("symlink target of %d bytes: ext4 holds at most %d", len(n.Target), plan.BlockSize-1))
+		} else if len(target) >= plan.BlockSize {
+			g.fail(n, fmt.Errorf("symlink target of %d bytes: ext4 holds at most %d", len(target), plan.BlockSize-1))
 		}
 	}
 }
@@ -400,15 +401,16 @@ func (g *gen) file(n *plan.Node, dest, ref string) {
 		g.fail(n, err)
 		return
 	}
-	if len(n.Data) == 0 {
+	data := n.Data()
+	if len(data) == 0 {
 		g.fail(n, fmt.Errorf("a bulk file without data"))
 		return
 	}
 	b := BulkFile{Node: n, Phase: g.phase, Write: g.line()}
 	g.cmd("write", empty, dest)
 	g.writes++
-	if len(n.Data) == 1 {
-		r := n.Data[0]
+	if len(data) == 1 {
+		r := data[0]
 		g.cmd("fallocate", ref, fmt.Sprint(r[0]), fmt.Sprint(r[0]+r[1]-1))
 	} else {
 		// Several runs: fallocate would put each as far from the one
@@ -520,7 +522,7 @@ func Place(ino uint64, have, want []Extent) ([]string, error) {
 }
 
 func (g *gen) symlink(n *plan.Node, dest string) {
-	g.cmd("symlink", dest, n.Target)
+	g.cmd("symlink", dest, n.Target())
 }
 
 // lcd changes debugfs' working directory on the host to dir (absolute).
@@ -572,7 +574,7 @@ func (g *gen) chdir(cmd, p string) {
 func (g *gen) staged(n *plan.Node) {
 	g.cur = n
 	g.chdir("cd", n.Path())
-	for _, c := range n.Children {
+	for _, c := range n.Children() {
 		if g.err != nil {
 			return
 		}
@@ -592,8 +594,8 @@ func (g *gen) staged(n *plan.Node) {
 // that take an inode.
 func (g *gen) deferred(c *plan.Node, dest, ref string) {
 	switch {
-	case c.Kind == plan.File && c.Primary != nil:
-		g.cmd("ln", g.pathOf(c.Primary), dest)
+	case c.Kind == plan.File && c.Primary() != nil:
+		g.cmd("ln", g.pathOf(c.Primary()), dest)
 	case c.Kind == plan.File:
 		g.file(c, dest, ref)
 		g.attrs(ref, c, false)
@@ -651,8 +653,8 @@ func (g *gen) chunked(t *plan.Tree) []Merge {
 			for _, e := range entries {
 				g.cur = e
 				g.checkName(e)
-				if e.Kind == plan.File && e.Primary != nil {
-					g.hardLink(g.pathOf(e.Primary), e.Name)
+				if p := e.Primary(); e.Kind == plan.File && p != nil {
+					g.hardLink(g.pathOf(p), e.Name)
 				} else {
 					g.deferred(e, e.Name, ref(e.Name))
 				}
@@ -746,8 +748,8 @@ func (g *gen) linkCounts(t *plan.Tree, final bool, name func(*plan.Node) string)
 			return true
 		}
 		p := n
-		if n.Primary != nil {
-			p = n.Primary
+		if pr := n.Primary(); pr != nil {
+			p = pr
 		}
 		if p.Links > 1 {
 			if names[p] == 0 {

@@ -410,7 +410,7 @@ func TestGenerateMerge(t *testing.T) {
 	inChunk := map[*plan.Node]string{}
 	for _, m := range s.Merges {
 		var want, got []*plan.Node
-		for _, c := range m.Dir.Children {
+		for _, c := range m.Dir.Children() {
 			if c.Deferred {
 				want = append(want, c)
 			}

@@ -341,13 +341,13 @@ func (m *machine) compare(t *plan.Tree) []string {
 		}
 		switch p.Kind {
 		case plan.Symlink:
-			if n.target != p.Target {
-				add("%q: target %q, want %q", where, n.target, p.Target)
+			if n.target != p.Target() {
+				add("%q: target %q, want %q", where, n.target, p.Target())
 			}
 		case plan.File:
 			src := p
-			if p.Primary != nil {
-				src = p.Primary
+			if p.Primary() != nil {
+				src = p.Primary()
 			}
 			if n.host != src.Host() {
 				add("%q: written from %q, want %q", where, n.host, src.Host())
@@ -361,7 +361,7 @@ func (m *machine) compare(t *plan.Tree) []string {
 			for name := range n.children {
 				got = append(got, name)
 			}
-			for _, c := range p.Children {
+			for _, c := range p.Children() {
 				want = append(want, c.Name)
 			}
 			sort.Strings(got)
@@ -369,7 +369,7 @@ func (m *machine) compare(t *plan.Tree) []string {
 				add("%q: entries %q, want %q", where, got, want)
 				return
 			}
-			for _, c := range p.Children {
+			for _, c := range p.Children() {
 				walk(c, n.children[c.Name])
 			}
 		}

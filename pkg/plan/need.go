@@ -8,7 +8,7 @@ func RecLen(n int) int64 { return int64(8+n+3) &^ 3 }
 // entryBytes is what a directory's entries take, "." and ".." excluded.
 func entryBytes(n *Node) int64 {
 	var b int64
-	for _, c := range n.Children {
+	for _, c := range n.Children() {
 		b += RecLen(len(c.Name))
 	}
 	return b
@@ -32,14 +32,14 @@ func (t *Tree) markStaged(limit int64) {
 		}
 		n.Stage = true
 		direct := int64(24) // "." and ".."
-		for _, c := range n.Children {
+		for _, c := range n.Children() {
 			if c.Kind == Dir {
 				direct += RecLen(len(c.Name))
 			}
 		}
 		// The first non-directories that fit are made directly.
 		seed := 0
-		for _, c := range n.Children {
+		for _, c := range n.Children() {
 			if direct >= BlockSize*3/2 {
 				break
 			}
@@ -49,7 +49,7 @@ func (t *Tree) markStaged(limit int64) {
 			}
 		}
 		seeds := 0
-		for _, c := range n.Children {
+		for _, c := range n.Children() {
 			if c.Kind != Dir {
 				c.Deferred = seeds >= seed
 				seeds++
@@ -75,7 +75,7 @@ func Chunks(n *Node) [][]*Node {
 		cur   []*Node
 		bytes int64
 	)
-	for _, c := range n.Children {
+	for _, c := range n.Children() {
 		if !c.Deferred {
 			continue
 		}
@@ -242,17 +242,17 @@ func peakExtra(entries int64, worst bool) int64 {
 func (t *Tree) Need(g Geometry) Need {
 	var need Need
 	t.Walk(func(n *Node) bool {
-		if n != t.Root && n.Primary == nil {
+		if n != t.Root && n.Primary() == nil {
 			need.Inodes++
 		}
 		switch n.Kind {
 		case File:
-			if n.Primary == nil {
+			if n.Primary() == nil {
 				need.DataBlocks += n.Blocks
 				need.ExtentBlocks += extentBlocks(n.Blocks, n.Runs)
 			}
 		case Symlink:
-			if len(n.Target) >= 60 {
+			if len(n.Target()) >= 60 {
 				need.SymlinkBlocks++
 			}
 		case Dir:

@@ -90,7 +90,7 @@ func scanLayout(t *testing.T, layout []byte) *Node {
 		if err != nil {
 			t.Fatal(err)
 		}
-		n := tree.Store.Children[0]
+		n := tree.Store.Children()[0]
 		if n.Blocks != blocks || n.Runs != runs {
 			t.Fatalf("layout %v, %+v: planned %d blocks in %d runs, the file has %d in %d",
 				layout, opts, n.Blocks, n.Runs, blocks, runs)

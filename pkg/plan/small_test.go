@@ -175,7 +175,7 @@ func TestDataBlocks(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		n := tree.Store.Children[0]
+		n := tree.Store.Children()[0]
 		if blocks, runs := DataBlocks(content); blocks != n.Blocks || runs != n.Runs {
 			t.Errorf("layout %v: DataBlocks gives %d blocks in %d runs, the scan %d in %d", l, blocks, runs, n.Blocks, n.Runs)
 		}

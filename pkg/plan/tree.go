@@ -31,15 +31,15 @@ func (k Kind) String() string {
 }
 
 // Node is one entry of the image. (Its fields are ordered to pack it
-// small: a closure has a node for every name.)
+// small: a closure has a node for every name. What only some nodes have
+// is in more.)
 type Node struct {
 	// Name is the entry's name in its parent; "" for the root.
-	Name string
-	// host is the path the content is read from (see Host), unless
-	// inDir is set.
-	host string
-	// Target is a symlink's target, byte for byte.
-	Target string
+	Name   string
+	parent *Node
+	more   *nodeMore
+	// target is a symlink's target, byte for byte (see Target).
+	target *string
 	// Size is a regular file's length in bytes.
 	Size int64
 	// Blocks is the number of 4 KiB blocks the file occupies in the image:
@@ -47,18 +47,7 @@ type Node struct {
 	Blocks int64
 	// Runs is the number of runs of such blocks (each is one extent or more).
 	Runs int64
-	// Children of a directory, sorted bytewise by name.
-	Children []*Node
-	// Data lists a bulk file's runs of blocks that are not all zeros: the
-	// first block and the number of blocks of each.
-	Data [][2]int64
-	// Primary is set, under Optimise, on a file whose content and mode equal
-	// those of an earlier file: the image stores it as a hard link to Primary.
-	Primary *Node
-	parent  *Node
-	// digest is the SHA-256 of a file's content, read under Optimise.
-	digest *[32]byte
-	id     fileID
+	id   fileID
 	// Links is the number of names of a file in the image (1, or more for a
 	// Primary under Optimise).
 	Links int32
@@ -84,6 +73,77 @@ type Node struct {
 	// Blocks and Runs are upper bounds until Tree.Settle.
 	Estimated bool
 	flags     nodeFlags
+}
+
+// nodeMore is what only some nodes have: directories, bulk files, hard
+// links, and entries not read from their parent's host directory.
+type nodeMore struct {
+	// host is the path the content is read from (see Node.Host), unless
+	// the node is marked inDir.
+	host     string
+	children []*Node
+	data     [][2]int64
+	primary  *Node
+	// digest is the SHA-256 of a file's content, read under Optimise
+	// (until the tree is optimised).
+	digest *[32]byte
+}
+
+// m returns the node's more, made on first use.
+func (n *Node) m() *nodeMore {
+	if n.more == nil {
+		n.more = &nodeMore{}
+	}
+	return n.more
+}
+
+// trimMore drops the node's more when it holds nothing.
+func (n *Node) trimMore() {
+	if m := n.more; m != nil && m.host == "" && m.children == nil && m.data == nil && m.primary == nil && m.digest == nil {
+		n.more = nil
+	}
+}
+
+// Children of a directory, sorted bytewise by name.
+func (n *Node) Children() []*Node {
+	if n.more == nil {
+		return nil
+	}
+	return n.more.children
+}
+
+// Target is a symlink's target, byte for byte.
+func (n *Node) Target() string {
+	if n.target == nil {
+		return ""
+	}
+	return *n.target
+}
+
+// Data lists a bulk file's runs of blocks that are not all zeros: the
+// first block and the number of blocks of each.
+func (n *Node) Data() [][2]int64 {
+	if n.more == nil {
+		return nil
+	}
+	return n.more.data
+}
+
+// Primary is set, under Optimise, on a file whose content and mode equal
+// those of an earlier file: the image stores it as a hard link to Primary.
+func (n *Node) Primary() *Node {
+	if n.more == nil {
+		return nil
+	}
+	return n.more.primary
+}
+
+// host is the path the node keeps (see Host).
+func (n *Node) host() string {
+	if n.more == nil {
+		return ""
+	}
+	return n.more.host
 }
 
 // nodeFlags are a node's unexported marks.
@@ -149,9 +209,9 @@ func (n *Node) Path() string {
 // makes itself (/, /nix, /nix/store and missing parents).
 func (n *Node) Host() string {
 	if n.is(inDir) {
-		return n.parent.host + "/" + n.Name
+		return n.parent.host() + "/" + n.Name
 	}
-	return n.host
+	return n.host()
 }
 
 // HostIn returns the host directory the node's content is read from and
@@ -159,28 +219,31 @@ func (n *Node) Host() string {
 // under its own name; ok is false otherwise.
 func (n *Node) HostIn() (dir, name string, ok bool) {
 	if n.is(inDir) {
-		return n.parent.host, n.Name, true
+		return n.parent.host(), n.Name, true
 	}
 	return "", "", false
 }
 
 // SetHost sets the path the content is read from.
 func (n *Node) SetHost(host string) {
-	n.host = host
+	if host != "" || n.more != nil {
+		n.m().host = host
+	}
 	n.set(inDir, false)
 }
 
 // hasHost tells whether the node is read from the host.
-func (n *Node) hasHost() bool { return n.is(inDir) || n.host != "" }
+func (n *Node) hasHost() bool { return n.is(inDir) || n.host() != "" }
 
 // Parent is the directory holding the node (nil for the root).
 func (n *Node) Parent() *Node { return n.parent }
 
 // Child returns the child called name, or nil.
 func (n *Node) Child(name string) *Node {
-	i := sort.Search(len(n.Children), func(i int) bool { return n.Children[i].Name >= name })
-	if i < len(n.Children) && n.Children[i].Name == name {
-		return n.Children[i]
+	ch := n.Children()
+	i := sort.Search(len(ch), func(i int) bool { return ch[i].Name >= name })
+	if i < len(ch) && ch[i].Name == name {
+		return ch[i]
 	}
 	return nil
 }
@@ -188,13 +251,15 @@ func (n *Node) Child(name string) *Node {
 // add inserts c as a child, keeping children sorted; a name that exists
 // already is an error.
 func (n *Node) add(c *Node) error {
-	i := sort.Search(len(n.Children), func(i int) bool { return n.Children[i].Name >= c.Name })
-	if i < len(n.Children) && n.Children[i].Name == c.Name {
+	ch := n.Children()
+	i := sort.Search(len(ch), func(i int) bool { return ch[i].Name >= c.Name })
+	if i < len(ch) && ch[i].Name == c.Name {
 		return fmt.Errorf("%s: two entries of that name", path.Join(n.Path(), c.Name))
 	}
-	n.Children = append(n.Children, nil)
-	copy(n.Children[i+1:], n.Children[i:])
-	n.Children[i] = c
+	ch = append(ch, nil)
+	copy(ch[i+1:], ch[i:])
+	ch[i] = c
+	n.m().children = ch
 	if c.is(inDir) {
 		c.SetHost(c.Host()) // it may move to another directory
 	}
@@ -266,7 +331,7 @@ func (t *Tree) Walk(fn func(n *Node) bool) {
 		if !fn(n) {
 			return
 		}
-		for _, c := range n.Children {
+		for _, c := range n.Children() {
 			walk(c)
 		}
 	}
@@ -289,7 +354,7 @@ func (t *Tree) Stats() Stats {
 			s.Dirs++
 		case n.Kind == Symlink:
 			s.Symlinks++
-		case n.Primary != nil:
+		case n.Primary() != nil:
 			s.HardLinks++
 		default:
 			s.Files++

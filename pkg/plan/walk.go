@@ -179,11 +179,12 @@ const MaxBulkRuns = 8
 func (w *walker) markBulk() {
 	for _, n := range w.files {
 		blocks := (n.Size + BlockSize - 1) / BlockSize
-		if w.opts.BulkBlocks > 0 && blocks >= w.opts.BulkBlocks && len(n.Data) > 0 && len(n.Data) <= MaxBulkRuns &&
+		if w.opts.BulkBlocks > 0 && blocks >= w.opts.BulkBlocks && len(n.Data()) > 0 && len(n.Data()) <= MaxBulkRuns &&
 			n.Perm&^0o777 == 0 && n.Perm&0o400 != 0 && !n.is(extra) {
 			n.Bulk = true
-		} else {
-			n.Data = nil
+		} else if n.more != nil {
+			n.more.data = nil
+			n.trimMore()
 		}
 	}
 }
@@ -270,7 +271,11 @@ func (w *walker) walk(host, name, storePath string, uid, gid uint32) (*Node, err
 	if err := unix.Lstat(host, &st); err != nil {
 		return nil, fmt.Errorf("%s: %w", describe(host, storePath), &os.PathError{Op: "lstat", Path: host, Err: err})
 	}
-	return w.entry(unix.AT_FDCWD, host, host, name, storePath, uid, gid, &st, 0)
+	n, err := w.entry(unix.AT_FDCWD, host, host, name, storePath, uid, gid, &st, 0)
+	if err == nil && n.Kind != Dir {
+		n.SetHost(host)
+	}
+	return n, err
 }
 
 // entry makes the node of a host entry whose lstat is st; at names it
@@ -286,7 +291,7 @@ func (w *walker) entry(dirfd int, at, host, name, storePath string, uid, gid uin
 		w.adopt(n)
 		return n, nil
 	}
-	n := &Node{Name: name, Kind: Dir, Perm: uint32(st.Mode) & 0o7777, UID: uid, GID: gid, host: host, id: idOf(st)}
+	n := &Node{Name: name, Kind: Dir, Perm: uint32(st.Mode) & 0o7777, UID: uid, GID: gid, more: &nodeMore{host: host}, id: idOf(st)}
 	fd, err := unix.Openat(dirfd, at, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", describe(host, storePath), &os.PathError{Op: "open", Path: host, Err: err})
@@ -310,7 +315,7 @@ func (w *walker) entry(dirfd int, at, host, name, storePath string, uid, gid uin
 			return nil, err
 		}
 	}
-	n.Children = make([]*Node, 0, len(names))
+	children := make([]*Node, 0, len(names))
 	for i, cn := range names {
 		if err := w.ctx.Err(); err != nil {
 			return nil, err
@@ -339,13 +344,17 @@ func (w *walker) entry(dirfd int, at, host, name, storePath string, uid, gid uin
 				return nil, err
 			}
 		}
-		if c.Kind != Dir && !strings.HasSuffix(host, "/") {
-			c.host = "" // ch is host + "/" + cn
-			c.set(inDir, true)
+		if c.Kind != Dir {
+			if strings.HasSuffix(host, "/") {
+				c.SetHost(ch)
+			} else {
+				c.set(inDir, true) // ch is host + "/" + cn
+			}
 		}
 		c.parent = n
-		n.Children = append(n.Children, c)
+		children = append(children, c)
 	}
+	n.more.children = children
 	return n, nil
 }
 
@@ -363,7 +372,7 @@ func (w *walker) adopt(n *Node) {
 // entry does; a file of up to readWhole bytes is read into buf now, from
 // its directory (scan reads the larger ones).
 func leaf(dirfd int, at, host, name, storePath string, uid, gid uint32, st *unix.Stat_t, buf []byte, opts Options) (*Node, error) {
-	n := &Node{Name: name, Perm: uint32(st.Mode) & 0o7777, UID: uid, GID: gid, host: host, id: idOf(st)}
+	n := &Node{Name: name, Perm: uint32(st.Mode) & 0o7777, UID: uid, GID: gid, id: idOf(st)}
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFREG:
 		n.Kind = File
@@ -379,7 +388,8 @@ func leaf(dirfd int, at, host, name, storePath string, uid, gid uint32, st *unix
 			n.Estimated = true
 			return n, nil
 		}
-		if err := scanSafely(n, buf, opts.Optimise, opts.BulkBlocks, func() (int, error) { return n.openAt(dirfd, at) }); err != nil {
+		src := source{host, storePath}
+		if err := scanSafely(n, src, buf, opts.Optimise, opts.BulkBlocks, func() (int, error) { return n.openAt(dirfd, at, src) }); err != nil {
 			return nil, err
 		}
 	case unix.S_IFLNK:
@@ -389,7 +399,7 @@ func leaf(dirfd int, at, host, name, storePath string, uid, gid uint32, st *unix
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", describe(host, storePath), &os.PathError{Op: "readlink", Path: host, Err: err})
 		}
-		n.Target = target
+		n.target = &target
 	default:
 		where := describe(host, storePath)
 		if where != host {
@@ -524,7 +534,7 @@ func (w *walker) addFiles(t *Tree, dir string) error {
 	}
 	var merge func(into, from *Node) error
 	merge = func(into, from *Node) error {
-		for _, c := range from.Children {
+		for _, c := range from.Children() {
 			existing := into.Child(c.Name)
 			if existing == nil {
 				if into == t.Root && c.Name == "lost+found" {
@@ -570,7 +580,7 @@ func (w *walker) scan() error {
 			defer wg.Done()
 			buf := make([]byte, 1<<20)
 			for n := range jobs {
-				if err := scanSafely(n, buf, w.opts.Optimise, w.opts.BulkBlocks, n.OpenFile); err != nil {
+				if err := scanSafely(n, source{n.Host(), n.StorePath()}, buf, w.opts.Optimise, w.opts.BulkBlocks, n.OpenFile); err != nil {
 					mu.Lock()
 					if firstErr == nil {
 						firstErr = err
@@ -600,14 +610,20 @@ func (w *walker) scan() error {
 
 // scanSafely is scanFile with a bug turned into an error: a panic in a
 // worker goroutine would end the program, past the command's recovery.
-func scanSafely(n *Node, buf []byte, hash bool, bulkBlocks int64, open func() (int, error)) (err error) {
+func scanSafely(n *Node, src source, buf []byte, hash bool, bulkBlocks int64, open func() (int, error)) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("%s: internal error while reading it (please report it): %v", n.Host(), r)
+			err = fmt.Errorf("%s: internal error while reading it (please report it): %v", src.host, r)
 		}
 	}()
-	return scanFile(n, buf, hash, bulkBlocks, open)
+	return scanFile(n, src, buf, hash, bulkBlocks, open)
 }
+
+// source names a node's host file for messages, while the node may not
+// be in the tree yet.
+type source struct{ host, storePath string }
+
+func (s source) String() string { return describe(s.host, s.storePath) }
 
 var zeroBlock [BlockSize]byte
 
@@ -665,7 +681,7 @@ func DataBlocks(content []byte) (blocks, runs int64) {
 
 // scanFile reads file n, opened by open, and sets its Blocks, Runs, Data
 // and, with hash, its digest.
-func scanFile(n *Node, buf []byte, hash bool, bulkBlocks int64, open func() (int, error)) error {
+func scanFile(n *Node, src source, buf []byte, hash bool, bulkBlocks int64, open func() (int, error)) error {
 	if n.Size == 0 && !hash {
 		return nil // nothing to read; CheckUnchanged catches a change
 	}
@@ -698,10 +714,10 @@ func scanFile(n *Node, buf []byte, hash bool, bulkBlocks int64, open func() (int
 				off += int64(got)
 			}
 			if err == io.EOF && off < to {
-				return fmt.Errorf("%s: %s shrank while it was being read", describe(n.Host(), n.StorePath()), n.Host())
+				return fmt.Errorf("%s: %s shrank while it was being read", src, src.host)
 			}
 			if err != nil && err != io.EOF {
-				return fmt.Errorf("%s: read %s: %w", describe(n.Host(), n.StorePath()), n.Host(), err)
+				return fmt.Errorf("%s: read %s: %w", src, src.host, err)
 			}
 		}
 		return nil
@@ -746,9 +762,11 @@ func scanFile(n *Node, buf []byte, hash bool, bulkBlocks int64, open func() (int
 	}
 	n.Blocks = count.blocks
 	n.Runs = count.runs
-	n.Data = count.data
+	if count.data != nil {
+		n.m().data = count.data
+	}
 	if hash {
-		n.digest = (*[32]byte)(h.Sum(nil))
+		n.m().digest = (*[32]byte)(h.Sum(nil))
 	}
 	return nil
 }
@@ -772,12 +790,12 @@ func (t *Tree) optimise() {
 	first := map[key]*Node{}
 	for _, deferred := range []bool{false, true} {
 		t.Walk(func(n *Node) bool {
-			if n.Kind != File || n.Deferred != deferred || n.digest == nil || len(n.Path()) > maxLinkPath {
+			if n.Kind != File || n.Deferred != deferred || n.more == nil || n.more.digest == nil || len(n.Path()) > maxLinkPath {
 				return true
 			}
-			k := key{*n.digest, n.Size, n.Perm, n.UID, n.GID}
+			k := key{*n.more.digest, n.Size, n.Perm, n.UID, n.GID}
 			if p, ok := first[k]; ok {
-				n.Primary = p
+				n.more.primary = p
 				p.Links++
 				return true
 			}
@@ -785,6 +803,15 @@ func (t *Tree) optimise() {
 			return true
 		})
 	}
+	// The digests have served: a file that is no hard link and no bulk
+	// file keeps no more.
+	t.Walk(func(n *Node) bool {
+		if n.more != nil && n.more.digest != nil {
+			n.more.digest = nil
+			n.trimMore()
+		}
+		return true
+	})
 }
 
 // OpenFile opens a regular file's host file for reading, never following a
@@ -795,24 +822,24 @@ func (n *Node) OpenFile() (int, error) {
 	if n.Kind != File || !n.hasHost() {
 		return -1, fmt.Errorf("%s: not a file read from the host", n.Path())
 	}
-	return n.openAt(unix.AT_FDCWD, n.Host())
+	return n.openAt(unix.AT_FDCWD, n.Host(), source{n.Host(), n.StorePath()})
 }
 
 // openAt is OpenFile with the file named at relative to the directory open
 // at dirfd.
-func (n *Node) openAt(dirfd int, at string) (int, error) {
+func (n *Node) openAt(dirfd int, at string, src source) (int, error) {
 	fd, err := unix.Openat(dirfd, at, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return -1, fmt.Errorf("%s: %w", describe(n.Host(), n.StorePath()), &os.PathError{Op: "open", Path: n.Host(), Err: err})
+		return -1, fmt.Errorf("%s: %w", src, &os.PathError{Op: "open", Path: src.host, Err: err})
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		unix.Close(fd)
-		return -1, fmt.Errorf("%s: fstat %s: %w", describe(n.Host(), n.StorePath()), n.Host(), err)
+		return -1, fmt.Errorf("%s: fstat %s: %w", src, src.host, err)
 	}
 	if id := idOf(&st); id.dev != n.id.dev || id.ino != n.id.ino || st.Size != n.Size {
 		unix.Close(fd)
-		return -1, fmt.Errorf("%s: %s changed during the build", describe(n.Host(), n.StorePath()), n.Host())
+		return -1, fmt.Errorf("%s: %s changed during the build", src, src.host)
 	}
 	return fd, nil
 }
@@ -828,7 +855,7 @@ func (n *Node) sameSize(size int64) bool {
 	case File:
 		return size == n.Size
 	case Symlink:
-		return size == int64(len(n.Target))
+		return size == int64(len(n.Target()))
 	}
 	return true
 }
@@ -887,18 +914,18 @@ func (c *unchangedCheck) visit(n *Node, dirfd, depth int) {
 			}
 		}
 	}
-	if len(n.Children) == 0 {
+	if len(n.Children()) == 0 {
 		return
 	}
 	fd := -1
-	if n.host != "" && n.id.mode != 0 && depth < dirent.MaxOpenDepth {
+	if n.host() != "" && n.id.mode != 0 && depth < dirent.MaxOpenDepth {
 		// A failure to open it leaves its entries looked up by path.
-		if f, err := unix.Open(n.host, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err == nil {
+		if f, err := unix.Open(n.host(), unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err == nil {
 			fd = f
 			defer unix.Close(fd)
 		}
 	}
-	for _, ch := range n.Children {
+	for _, ch := range n.Children() {
 		c.visit(ch, fd, depth+1)
 		if c.err != nil {
 			return

@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/mkext4fs/mkext4fs/internal/dirent"
 )
@@ -161,20 +162,20 @@ func TestWalkNeverFollows(t *testing.T) {
 		}
 		return nil
 	}, Options{Optimise: true})
-	n := tree.Store.Children[0]
-	if len(n.Children) != 4 {
-		t.Fatalf("%d entries, want 4", len(n.Children))
+	n := tree.Store.Children()[0]
+	if len(n.Children()) != 4 {
+		t.Fatalf("%d entries, want 4", len(n.Children()))
 	}
-	for _, c := range n.Children {
-		if c.Kind != Symlink || c.Blocks != 0 || len(c.Children) != 0 {
-			t.Errorf("%s: a %s with %d blocks and %d children: followed", c.Name, c.Kind, c.Blocks, len(c.Children))
+	for _, c := range n.Children() {
+		if c.Kind != Symlink || c.Blocks != 0 || len(c.Children()) != 0 {
+			t.Errorf("%s: a %s with %d blocks and %d children: followed", c.Name, c.Kind, c.Blocks, len(c.Children()))
 		}
 	}
 
 	// A store path that is itself a symlink to a directory.
 	tree, _ = walkStore(t, func(p string) error { return os.Symlink(outside, p) }, Options{})
-	if n := tree.Store.Children[0]; n.Kind != Symlink || n.Target != outside {
-		t.Errorf("store path symlink planned as a %s with target %q", n.Kind, n.Target)
+	if n := tree.Store.Children()[0]; n.Kind != Symlink || n.Target() != outside {
+		t.Errorf("store path symlink planned as a %s with target %q", n.Kind, n.Target())
 	}
 }
 
@@ -240,22 +241,22 @@ func TestWalkThroughDescriptors(t *testing.T) {
 		}
 		return os.WriteFile(filepath.Join(p, "small"), small, 0o644)
 	}, Options{})
-	sp := tree.Store.Children[0]
+	sp := tree.Store.Children()[0]
 	many := sp.Child("many")
 	want, err := os.ReadDir(filepath.Join(p, "many"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if many == nil || len(many.Children) != len(want) || len(want) != names {
-		t.Fatalf("many: walked %d entries, want %d", len(many.Children), len(want))
+	if many == nil || len(many.Children()) != len(want) || len(want) != names {
+		t.Fatalf("many: walked %d entries, want %d", len(many.Children()), len(want))
 	}
 	for i, e := range want {
-		if c := many.Children[i]; c.Name != e.Name() || c.Host() != filepath.Join(p, "many", e.Name()) || c.Kind != File {
+		if c := many.Children()[i]; c.Name != e.Name() || c.Host() != filepath.Join(p, "many", e.Name()) || c.Kind != File {
 			t.Fatalf("entry %d: walked %q (%s, host %s), want %q", i, c.Name, c.Kind, c.Host(), e.Name())
 		}
 	}
-	if l := sp.Child("link"); l.Target != long {
-		t.Errorf("link: walked a target of %d bytes, want %d", len(l.Target), len(long))
+	if l := sp.Child("link"); l.Target() != long {
+		t.Errorf("link: walked a target of %d bytes, want %d", len(l.Target()), len(long))
 	}
 	deep := sp
 	for deep.Child("d") != nil {
@@ -317,7 +318,7 @@ func TestWalkLargeDirectory(t *testing.T) {
 		var b strings.Builder
 		tree.Walk(func(n *Node) bool {
 			fmt.Fprintf(&b, "%s %s %o %d %d %d %d %q %v %s %+v %v\n", n.Path(), n.Kind, n.Perm, n.Size, n.Blocks, n.Runs,
-				n.Links, n.Target, n.Data, n.Host(), n.id, n.Bulk)
+				n.Links, n.Target(), n.Data(), n.Host(), n.id, n.Bulk)
 			return true
 		})
 		return b.String()
@@ -340,7 +341,7 @@ func TestWalkLargeDirectory(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := dump(one)
-	if got := len(one.Store.Children[0].Child("big").Children); got != names {
+	if got := len(one.Store.Children()[0].Child("big").Children()); got != names {
 		t.Fatalf("walked %d entries of big, want %d", got, names)
 	}
 	for _, workers := range []int{1, 4} {
@@ -464,6 +465,60 @@ func TestCheckUnchangedDeep(t *testing.T) {
 		err := tree.CheckUnchanged()
 		if err == nil || !strings.Contains(err.Error(), name+" changed during the build") {
 			t.Errorf("file %d levels down changed: %v, want it named", level+1, err)
+		}
+	}
+}
+
+// TestNodeMemory: a closure has a node for every name, so a node stays in
+// Go's 128-byte size class, and a plain file or symlink makes nothing
+// more: only directories, bulk files and hard links carry a nodeMore.
+func TestNodeMemory(t *testing.T) {
+	if size := unsafe.Sizeof(Node{}); size > 128 {
+		t.Errorf("a node takes %d bytes, more than 128", size)
+	}
+	fill := func(p string) error {
+		if err := writeTree(p); err != nil {
+			return err
+		}
+		for _, name := range []string{"lib/same1", "lib/same2"} {
+			if err := os.WriteFile(filepath.Join(p, name), []byte("same"), 0o444); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for _, optimise := range []bool{false, true} {
+		tree, _ := walkStore(t, fill, Options{Optimise: optimise, BulkBlocks: 8})
+		kept := map[string]bool{}
+		tree.Walk(func(n *Node) bool {
+			if n.more != nil {
+				kept[strings.TrimPrefix(n.Path(), testStorePath)] = true
+			}
+			return true
+		})
+		want := map[string]bool{}
+		for _, p := range []string{"/", "/nix", "/nix/store", "", "/bin", "/lib", "/lib/sub", "/empty", "/lib/big"} {
+			want[strings.TrimPrefix(p, testStorePath)] = true
+		}
+		if optimise {
+			want["/lib/same2"] = true
+		}
+		for p := range kept {
+			if !want[p] {
+				t.Errorf("optimise %v: %s keeps a nodeMore", optimise, p)
+			}
+		}
+		for p := range want {
+			if !kept[p] {
+				t.Errorf("optimise %v: %s has no nodeMore", optimise, p)
+			}
+		}
+		same1, same2 := tree.Store.Children()[0].Child("lib").Child("same1"), tree.Store.Children()[0].Child("lib").Child("same2")
+		if optimise && (same2.Primary() != same1 || same1.Links != 2) {
+			t.Errorf("same2 links to %v, same1 has %d links", same2.Primary(), same1.Links)
+		}
+		if big := tree.Store.Children()[0].Child("lib").Child("big"); !big.Bulk || len(big.Data()) != 1 {
+			t.Errorf("lib/big: bulk %v with runs %v", big.Bulk, big.Data())
 		}
 	}
 }
