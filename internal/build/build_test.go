@@ -279,6 +279,45 @@ func TestOwnerAndOptimise(t *testing.T) {
 	}
 }
 
+// TestOptimiseStaged: in a staged directory, most files are made in
+// chunk directories and merged; a file that others link to is found in
+// its chunk, whether two or three names share it.
+func TestOptimiseStaged(t *testing.T) {
+	requireTools(t)
+	s := imagetest.NewStore(t)
+	files := map[string]string{}
+	for i := 0; i < 600; i++ {
+		// Names 0-599 in pairs of equal content, 600-602 a triple.
+		files[fmt.Sprintf("many/entry-with-a-long-name-%03d", i)] = fmt.Sprintf("pair %d\n", i/2)
+	}
+	for i := 600; i < 603; i++ {
+		files[fmt.Sprintf("many/entry-with-a-long-name-%03d", i)] = "triple\n"
+	}
+	s.Add(t, "dups", func(p string) error { return writeFiles(p, files) })
+	s.Finish(t)
+	img, res := buildImage(t, s, func(o *Options) { o.Optimise = true })
+	if _, ok := res.Report.Seconds["merge"]; !ok {
+		t.Fatalf("no staged directory was merged: phases %v", res.Report.Seconds)
+	}
+	mnt := imagetest.Mount(t, img)
+	imagetest.CompareImage(t, mnt, s, imagetest.Want{Time: 1, Optimise: true})
+	for _, group := range [][]int{{0, 1}, {398, 399}, {598, 599}, {600, 601, 602}} {
+		var first *imagetest.Entry
+		for k, i := range group {
+			e, err := imagetest.Read(filepath.Join(mnt, s.Paths[0], fmt.Sprintf("many/entry-with-a-long-name-%03d", i)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if k == 0 {
+				first = e
+			}
+			if e.Ino != first.Ino || e.Nlink != uint64(len(group)) {
+				t.Errorf("entry %d: inode %d with %d links, want inode %d with %d", i, e.Ino, e.Nlink, first.Ino, len(group))
+			}
+		}
+	}
+}
+
 // The tools run without their fsyncs, through the trampoline TestMain
 // serves; --sync forces the image to the disk at the end. Neither changes a
 // byte of the image.

@@ -82,7 +82,8 @@ type mergeJob struct {
 
 // prepare reads the merged directories' entries out of the image, after
 // the first phase, and lays out their new blocks. inodes receives the
-// inode of every entry made in a chunk.
+// inode of every file of several names made in a chunk (those
+// debugfsgen.MergeLines asks for).
 func (m *merger) prepare(image *os.File, fsBlocks uint64, inodes map[*plan.Node]uint64) ([]*mergeJob, error) {
 	var jobs []*mergeJob
 	for _, d := range m.s.Merges {
@@ -98,7 +99,11 @@ func (m *merger) prepare(image *os.File, fsBlocks uint64, inodes map[*plan.Node]
 		if err != nil || len(own) < 2 || own[0].name != "." || own[1].name != ".." {
 			return nil, fmt.Errorf("%s: its first block does not start with . and .. (%v)", d.Dir.Path(), err)
 		}
-		var entries []dirent
+		total := 0
+		for _, c := range d.Chunks {
+			total += len(c.Entries)
+		}
+		entries := make([]dirent, 0, total)
 		for _, c := range d.Chunks {
 			cext, ok := m.ext[c.Extents]
 			if !ok {
@@ -117,7 +122,11 @@ func (m *merger) prepare(image *os.File, fsBlocks uint64, inodes map[*plan.Node]
 				if !ok || e.ino == 0 || (e.ftype != 0 && e.ftype != fileType(n.Kind)) {
 					return nil, fmt.Errorf("%s: %s: entry %q missing or of the wrong type (%+v)", d.Dir.Path(), c.Path, n.Name, e)
 				}
-				inodes[n] = uint64(e.ino)
+				if n.Links > 1 {
+					inodes[n] = uint64(e.ino)
+				}
+				// The tree's copy of the name: the chunk's goes with it.
+				e.name = n.Name
 				entries = append(entries, e)
 			}
 		}
@@ -220,7 +229,15 @@ func parseDirBlock(b []byte) ([]dirent, error) {
 // layoutDir writes entries into blocks, in order, as many to a block as
 // fit; the last record of each block takes the rest of it.
 func layoutDir(entries []dirent) []byte {
-	var out []byte
+	blocks, used := 0, int64(plan.BlockSize)
+	for _, e := range entries {
+		rec := plan.RecLen(len(e.name))
+		if used+rec > plan.BlockSize {
+			blocks, used = blocks+1, 0
+		}
+		used += rec
+	}
+	out := make([]byte, 0, blocks*plan.BlockSize)
 	block := make([]byte, 0, plan.BlockSize)
 	last := -1 // offset of the block's last record
 	flush := func() {

@@ -117,8 +117,8 @@ type gen struct {
 	spoolErr error
 	hostCwd  string
 	staging  string
-	// made holds where the first phase made the entries of chunk
-	// directories, for the hard links made to them.
+	// made holds where the first phase made the files of chunk
+	// directories that hard links are made to.
 	made   map[*plan.Node]string
 	writes int
 	empty  func(perm uint32) (string, error)
@@ -658,7 +658,9 @@ func (g *gen) chunked(t *plan.Tree) []Merge {
 				} else {
 					g.deferred(e, e.Name, ref(e.Name))
 				}
-				g.made[e] = c.Path + "/" + e.Name
+				if e.Links > 1 { // a file other names link to
+					g.made[e] = c.Path + "/" + e.Name
+				}
 			}
 			g.cur = n
 			c.Extents = g.line()
@@ -703,7 +705,9 @@ func MergeLines(t *plan.Tree, s *Script, from, blocks []uint64, ino func(*plan.N
 			g.cmd("unlink", c.Path)
 			staging = path.Dir(c.Path)
 			for _, e := range c.Entries {
-				merged[e] = true
+				if e.Links > 1 {
+					merged[e] = true
+				}
 			}
 		}
 	}
