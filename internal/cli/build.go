@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/mkext4fs/mkext4fs/internal/build"
 	"github.com/mkext4fs/mkext4fs/internal/e2fs"
@@ -219,11 +220,13 @@ func runBuild(ctx context.Context, env *Env, args []string) error {
 		return fmt.Errorf("--output %s: directory %s does not exist", f.output, filepath.Dir(f.output))
 	}
 	if os.Getenv("GOGC") == "" && os.Getenv("GOMEMLIMIT") == "" {
-		// The plan of a 100k-inode closure takes about 40 MB; by
+		// The plan of a 100k-inode closure takes about 30 MB; by
 		// default the collector lets the heap grow to twice what is
 		// live. Collect earlier, and harder near the limit.
 		debug.SetGCPercent(50)
-		debug.SetMemoryLimit(memoryLimit)
+		limitCtx, stop := context.WithCancel(ctx)
+		defer stop()
+		go followLiveHeap(limitCtx, memoryLimit, 100*time.Millisecond)
 	}
 	res, err := build.Build(ctx, o)
 	if err != nil {
@@ -237,12 +240,6 @@ func runBuild(ctx context.Context, env *Env, args []string) error {
 	}
 	return nil
 }
-
-// memoryLimit is the soft limit of the Go heap during a build. A closure of
-// 200k names keeps about 110 MiB live (its plan and its script): a limit
-// close to that makes the collector run nearly all the time (at 150 MiB:
-// 110 collections and a fifth of the CPU, against 35 at this limit).
-const memoryLimit = 180 << 20
 
 func runScript(ctx context.Context, env *Env, args []string) error {
 	var f buildFlags

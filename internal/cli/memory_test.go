@@ -1,0 +1,41 @@
+package cli
+
+import (
+	"context"
+	"runtime"
+	"runtime/debug"
+	"testing"
+	"time"
+)
+
+// TestFollowLiveHeap: the soft limit starts at its base and rises with a
+// live heap that outgrows it, leaving a quarter of it as room.
+func TestFollowLiveHeap(t *testing.T) {
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+	const base = 64 << 20
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); followLiveHeap(ctx, base, time.Millisecond) }()
+	defer func() { cancel(); <-done }()
+
+	deadline := time.Now().Add(5 * time.Second)
+	for debug.SetMemoryLimit(-1) != base && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if got := debug.SetMemoryLimit(-1); got != base {
+		t.Fatalf("limit %d with little live, want the base %d", got, base)
+	}
+	live := make([][]byte, 0, 96)
+	for i := 0; i < 96; i++ {
+		live = append(live, make([]byte, 1<<20))
+	}
+	runtime.GC()
+	want := int64(96<<20) + 96<<20/4
+	for debug.SetMemoryLimit(-1) < want && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if got := debug.SetMemoryLimit(-1); got < want {
+		t.Errorf("limit %d MiB with 96 MiB live, want at least %d MiB", got>>20, want>>20)
+	}
+	runtime.KeepAlive(live)
+}
