@@ -224,9 +224,7 @@ func runBuild(ctx context.Context, env *Env, args []string) error {
 		// default the collector lets the heap grow to twice what is
 		// live. Collect earlier, and harder near the limit.
 		debug.SetGCPercent(50)
-		limitCtx, stop := context.WithCancel(ctx)
-		defer stop()
-		go followLiveHeap(limitCtx, memoryLimit, 100*time.Millisecond)
+		defer followLiveHeap(memoryLimit, 100*time.Millisecond)()
 	}
 	res, err := build.Build(ctx, o)
 	if err != nil {

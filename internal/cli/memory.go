@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"context"
 	"runtime/debug"
 	"runtime/metrics"
 	"time"
@@ -9,8 +8,8 @@ import (
 
 // memoryLimit is the soft limit of the Go heap during a build, as long as
 // the live heap leaves room under it. A closure of 200k names keeps about
-// 55 MiB live (mostly its plan); with the collector at GOGC=50 it peaks
-// near 100 MiB.
+// 45 MB live (mostly its plan); with the collector at GOGC=50 it peaks
+// near 90 MiB.
 const memoryLimit = 180 << 20
 
 // limitFor is the soft memory limit for a live heap of live bytes: base,
@@ -24,28 +23,34 @@ func limitFor(live, base int64) int64 {
 	return max(base, live+max(live/4, 32<<20))
 }
 
-// followLiveHeap sets the soft memory limit from the live heap every
-// interval until ctx is done, so that a closure whose plan outgrows base
-// slows down no more than one that fits under it.
-func followLiveHeap(ctx context.Context, base int64, interval time.Duration) {
-	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
-	set := base
-	debug.SetMemoryLimit(set)
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
+// followLiveHeap sets the soft memory limit to base, and then, every
+// interval until stop is called, from the live heap (limitFor), so that a
+// closure whose plan outgrows base slows down no more than one that fits
+// under it.
+func followLiveHeap(base int64, interval time.Duration) (stop func()) {
+	debug.SetMemoryLimit(base)
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+		set := base
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-tick.C:
+			}
+			metrics.Read(sample)
+			if sample[0].Value.Kind() != metrics.KindUint64 {
+				return // not reported by this runtime: keep base
+			}
+			if limit := limitFor(int64(sample[0].Value.Uint64()), base); limit != set {
+				set = limit
+				debug.SetMemoryLimit(set)
+			}
 		}
-		metrics.Read(sample)
-		if sample[0].Value.Kind() != metrics.KindUint64 {
-			return // not reported by this runtime: keep base
-		}
-		if limit := limitFor(int64(sample[0].Value.Uint64()), base); limit != set {
-			set = limit
-			debug.SetMemoryLimit(set)
-		}
-	}
+	}()
+	return func() { close(quit); <-done }
 }

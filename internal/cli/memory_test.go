@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"context"
 	"runtime"
 	"runtime/debug"
 	"testing"
@@ -13,15 +12,8 @@ import (
 func TestFollowLiveHeap(t *testing.T) {
 	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
 	const base = 64 << 20
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); followLiveHeap(ctx, base, time.Millisecond) }()
-	defer func() { cancel(); <-done }()
-
-	deadline := time.Now().Add(5 * time.Second)
-	for debug.SetMemoryLimit(-1) != base && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	stop := followLiveHeap(base, time.Millisecond)
+	defer stop()
 	if got := debug.SetMemoryLimit(-1); got != base {
 		t.Fatalf("limit %d with little live, want the base %d", got, base)
 	}
@@ -30,6 +22,7 @@ func TestFollowLiveHeap(t *testing.T) {
 		live = append(live, make([]byte, 1<<20))
 	}
 	runtime.GC()
+	deadline := time.Now().Add(5 * time.Second)
 	want := int64(96<<20) + 96<<20/4
 	for debug.SetMemoryLimit(-1) < want && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
