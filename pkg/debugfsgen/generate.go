@@ -593,9 +593,9 @@ func (g *gen) staged(n *plan.Node) {
 // deferred makes the deferred entry c as dest; ref names it in commands
 // that take an inode.
 func (g *gen) deferred(c *plan.Node, dest, ref string) {
-	switch {
-	case c.Kind == plan.File && c.Primary() != nil:
-		g.cmd("ln", g.pathOf(c.Primary()), dest)
+	switch p := c.Primary(); {
+	case c.Kind == plan.File && p != nil:
+		g.cmd("ln", g.pathOf(p), dest)
 	case c.Kind == plan.File:
 		g.file(c, dest, ref)
 		g.attrs(ref, c, false)

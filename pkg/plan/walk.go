@@ -580,7 +580,9 @@ func (w *walker) scan() error {
 			defer wg.Done()
 			buf := make([]byte, 1<<20)
 			for n := range jobs {
-				if err := scanSafely(n, source{n.Host(), n.StorePath()}, buf, w.opts.Optimise, w.opts.BulkBlocks, n.OpenFile); err != nil {
+				src := n.source()
+				open := func() (int, error) { return n.openAt(unix.AT_FDCWD, src.host, src) }
+				if err := scanSafely(n, src, buf, w.opts.Optimise, w.opts.BulkBlocks, open); err != nil {
 					mu.Lock()
 					if firstErr == nil {
 						firstErr = err
@@ -624,6 +626,9 @@ func scanSafely(n *Node, src source, buf []byte, hash bool, bulkBlocks int64, op
 type source struct{ host, storePath string }
 
 func (s source) String() string { return describe(s.host, s.storePath) }
+
+// source is the node's host file and store path, for messages.
+func (n *Node) source() source { return source{n.Host(), n.StorePath()} }
 
 var zeroBlock [BlockSize]byte
 
@@ -822,7 +827,8 @@ func (n *Node) OpenFile() (int, error) {
 	if n.Kind != File || !n.hasHost() {
 		return -1, fmt.Errorf("%s: not a file read from the host", n.Path())
 	}
-	return n.openAt(unix.AT_FDCWD, n.Host(), source{n.Host(), n.StorePath()})
+	src := n.source()
+	return n.openAt(unix.AT_FDCWD, src.host, src)
 }
 
 // openAt is OpenFile with the file named at relative to the directory open
@@ -845,7 +851,7 @@ func (n *Node) openAt(dirfd int, at string, src source) (int, error) {
 }
 
 // Describe names a node's host file and store path for messages.
-func (n *Node) Describe() string { return describe(n.Host(), n.StorePath()) }
+func (n *Node) Describe() string { return n.source().String() }
 
 // sameSize tells whether size, from an lstat of the node's host entry, is
 // the size it had when walked: a file's Size, a symlink's target's length.
@@ -894,7 +900,8 @@ func (c *unchangedCheck) visit(n *Node, dirfd, depth int) {
 			e = unix.Lstat(n.Host(), &st)
 		}
 		if e != nil {
-			c.err = fmt.Errorf("%s: %s vanished during the build: %w", describe(n.Host(), n.StorePath()), n.Host(), e)
+			src := n.source()
+			c.err = fmt.Errorf("%s: %s vanished during the build: %w", src, src.host, e)
 			return
 		}
 		now := idOf(&st)
@@ -904,7 +911,8 @@ func (c *unchangedCheck) visit(n *Node, dirfd, depth int) {
 			now.nlink, now.ctime = n.id.nlink, n.id.ctime
 		}
 		if now != n.id || !n.sameSize(st.Size) {
-			changed := fmt.Errorf("%s: %s changed during the build", describe(n.Host(), n.StorePath()), n.Host())
+			src := n.source()
+			changed := fmt.Errorf("%s: %s changed during the build", src, src.host)
 			if n.Kind != Dir || now.mode != n.id.mode {
 				c.err = changed
 				return
