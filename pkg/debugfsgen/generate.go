@@ -33,6 +33,11 @@ type Options struct {
 	// a newline, instead of Script.Phases[0] (which is then empty): a
 	// large closure's script need not be held in memory.
 	Spool io.Writer
+	// StorePath, when set, is called with each store path's node, in
+	// order, once the lines the first phase makes for it in place are
+	// written (those of the deferred entries of staged directories come
+	// after all of them). An error ends the generation.
+	StorePath func(top *plan.Node) error
 }
 
 // Merge is a staged directory whose deferred entries the first phase made
@@ -117,6 +122,13 @@ type gen struct {
 	spoolErr error
 	hostCwd  string
 	staging  string
+	// store is the tree's store directory, and onPath Options.StorePath.
+	store  *plan.Node
+	onPath func(*plan.Node) error
+	// merge is Options.Merge; stagedDirs lists the staged directories the
+	// first phase made, in the order of plan.Tree.Walk.
+	merge      bool
+	stagedDirs []*plan.Node
 	// made holds where the first phase made the files of chunk
 	// directories that hard links are made to.
 	made   map[*plan.Node]string
@@ -137,18 +149,21 @@ func Generate(t *plan.Tree, opts Options) (*Script, error) {
 	if t.Root.Child(staging) != nil {
 		return nil, fmt.Errorf("the image root has an entry called %q, the name of the staging directory", staging)
 	}
-	g := &gen{staging: "/" + staging, empty: opts.Empty}
+	g := &gen{staging: "/" + staging, empty: opts.Empty, store: t.Store, onPath: opts.StorePath, merge: opts.Merge}
 	if opts.Spool != nil {
 		g.spool = bufio.NewWriterSize(opts.Spool, 256<<10)
 	}
 	// The root exists; give it its mode and owner.
 	g.attrs(".", t.Root, true)
+	if t.Root.Stage && g.merge {
+		g.stagedDirs = append(g.stagedDirs, t.Root)
+	}
 	g.dir(t.Root)
 	g.cur = nil
 	g.cmd("cd", "/")
 	var merges []Merge
-	if opts.Merge && t.HasStaged() {
-		merges = g.chunked(t)
+	if len(g.stagedDirs) > 0 {
+		merges = g.chunked()
 	}
 	g.linkCounts(t, false, (*plan.Node).Path)
 	if g.spool != nil && g.err == nil && g.spoolErr == nil {
@@ -328,30 +343,43 @@ func (g *gen) dir(n *plan.Node) {
 		if g.err != nil {
 			return
 		}
-		if c.Deferred || c.Late {
-			continue
-		}
-		g.cur = c
-		g.checkName(c)
-		switch c.Kind {
-		case plan.Dir:
-			g.cmd("mkdir", c.Name)
-			g.cmd("cd", ref(c.Name))
-			g.attrs(".", c, true)
-			g.dir(c)
-			g.cur = c
-			g.cmd("cd", "..")
-		case plan.File:
-			if p := c.Primary(); p != nil {
-				g.hardLink(p.Path(), c.Name)
-				continue
+		g.entry(c)
+		if n == g.store && g.onPath != nil && g.err == nil {
+			if err := g.onPath(c); err != nil {
+				g.err = err
 			}
-			g.file(c, c.Name, ref(c.Name))
-			g.attrs(ref(c.Name), c, false)
-		case plan.Symlink:
-			g.symlink(c, c.Name)
-			g.attrs(ref(c.Name), c, false)
 		}
+	}
+}
+
+// entry makes c, an entry of the current directory, in the first phase.
+func (g *gen) entry(c *plan.Node) {
+	if c.Deferred || c.Late {
+		return
+	}
+	g.cur = c
+	g.checkName(c)
+	switch c.Kind {
+	case plan.Dir:
+		g.cmd("mkdir", c.Name)
+		g.cmd("cd", ref(c.Name))
+		g.attrs(".", c, true)
+		if c.Stage && g.merge {
+			g.stagedDirs = append(g.stagedDirs, c)
+		}
+		g.dir(c)
+		g.cur = c
+		g.cmd("cd", "..")
+	case plan.File:
+		if p := c.Primary(); p != nil {
+			g.hardLink(p.Path(), c.Name)
+			return
+		}
+		g.file(c, c.Name, ref(c.Name))
+		g.attrs(ref(c.Name), c, false)
+	case plan.Symlink:
+		g.symlink(c, c.Name)
+		g.attrs(ref(c.Name), c, false)
 	}
 }
 
@@ -628,17 +656,17 @@ func (g *gen) pathOf(n *plan.Node) string {
 // chunked makes, in the first phase, the deferred entries of every staged
 // directory in chunk directories of the staging directory, and lists the
 // blocks of the chunks and of the directory for the caller to merge.
-func (g *gen) chunked(t *plan.Tree) []Merge {
+func (g *gen) chunked() []Merge {
 	g.made = map[*plan.Node]string{}
 	var merges []Merge
 	k := 0
-	t.Walk(func(n *plan.Node) bool {
-		if n.Kind != plan.Dir || !n.Stage || g.err != nil {
-			return g.err == nil
+	for _, n := range g.stagedDirs {
+		if g.err != nil {
+			break
 		}
 		chunks := plan.Chunks(n)
 		if len(chunks) == 0 {
-			return true // only subdirectories: nothing deferred
+			continue // only subdirectories: nothing deferred
 		}
 		if merges == nil {
 			g.cmd("mkdir", g.staging)
@@ -671,8 +699,7 @@ func (g *gen) chunked(t *plan.Tree) []Merge {
 		m.Extents = g.line()
 		g.cmd("ex", "-l", ".")
 		merges = append(merges, m)
-		return g.err == nil
-	})
+	}
 	g.cur = nil
 	g.cmd("cd", "/")
 	return merges
@@ -745,6 +772,9 @@ func MergeLines(t *plan.Tree, s *Script, from, blocks []uint64, ino func(*plan.N
 // the end of a phase (debugfs' ln adds a name without counting it, and the
 // e2fsck between the phases must find the counts right).
 func (g *gen) linkCounts(t *plan.Tree, final bool, name func(*plan.Node) string) {
+	if !t.HardLinks() {
+		return
+	}
 	names := map[*plan.Node]int{}
 	var order []*plan.Node
 	t.Walk(func(n *plan.Node) bool {

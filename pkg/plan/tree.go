@@ -320,7 +320,13 @@ type Tree struct {
 	// when deferred is set (see Options.DeferSmall).
 	small    int64
 	deferred bool
+	// hardLinks is set when a file has several names (see HardLinks).
+	hardLinks bool
 }
+
+// HardLinks reports whether any file of the tree has several names (a
+// Primary, under Optimise).
+func (t *Tree) HardLinks() bool { return t.hardLinks }
 
 // Walk calls fn for every node in depth-first order, parents before their
 // children, children in name order. fn returning false skips a directory's

@@ -802,6 +802,7 @@ func (t *Tree) optimise() {
 			if p, ok := first[k]; ok {
 				n.more.primary = p
 				p.Links++
+				t.hardLinks = true
 				return true
 			}
 			first[k] = n
