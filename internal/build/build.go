@@ -118,7 +118,7 @@ func maxRegistrationBytes(c *closure.Closure) int64 {
 // It runs nothing, and writes nothing but, for a build that copies files
 // in bulk, the empty files they are made from.
 func Prepare(ctx context.Context, o *Options) (*Prepared, error) {
-	p, err := prepareTree(ctx, o)
+	p, err := prepareTree(ctx, o, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -128,8 +128,10 @@ func Prepare(ctx context.Context, o *Options) (*Prepared, error) {
 	return p, nil
 }
 
-// prepareTree is Prepare without the script.
-func prepareTree(ctx context.Context, o *Options) (*Prepared, error) {
+// prepareTree is Prepare without the script. With a spill, the store
+// paths are read while the script is written (see plan.Stream): the
+// caller closes the tree.
+func prepareTree(ctx context.Context, o *Options, spill plan.Spill) (*Prepared, error) {
 	// The tools run in a directory of their own: give them absolute paths.
 	for _, p := range []*string{&o.Output, &o.Root, &o.Files} {
 		if *p != "" {
@@ -151,7 +153,11 @@ func prepareTree(ctx context.Context, o *Options) (*Prepared, error) {
 	if o.emptyDir != "" && o.BulkBlocks > 0 {
 		bulk, empty = o.BulkBlocks, (&emptyFiles{dir: o.emptyDir}).get
 	}
-	t, err := plan.Walk(ctx, plan.Options{
+	walk := plan.Walk
+	if spill != nil && !o.Optimise {
+		walk = func(ctx context.Context, opts plan.Options) (*plan.Tree, error) { return plan.Stream(ctx, opts, spill) }
+	}
+	t, err := walk(ctx, plan.Options{
 		Root:       o.Root,
 		StoreDir:   c.StoreDir,
 		StorePaths: c.PathNames(),
@@ -170,6 +176,7 @@ func prepareTree(ctx context.Context, o *Options) (*Prepared, error) {
 	}
 	reg, err := t.AddLate(o.RegistrationPath, maxRegistrationBytes(c), 0o444)
 	if err != nil {
+		t.Close()
 		return nil, fmt.Errorf("--registration-path: %w", err)
 	}
 	return &Prepared{Closure: c, Tree: t, Registration: reg, empty: empty}, nil
@@ -288,13 +295,23 @@ func build(ctx context.Context, o Options, worstCase bool) (res *Result, err err
 	}()
 	o.emptyDir = filepath.Join(work, "empty")
 
-	prep, err := prepareTree(ctx, &o)
+	// A large closure is not held in memory: the store paths are read
+	// while the script is written, and each is let go once it is, into
+	// a file the checks at the end read back.
+	spill, err := os.OpenFile(filepath.Join(work, "walk"), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, hostSpace(err, dir)
+	}
+	defer spill.Close()
+	prep, err := prepareTree(ctx, &o, spill)
 	if err != nil {
 		return nil, err
 	}
-	// The script is written while the image is sized and made, which
-	// need only the tree. Every return waits for it: it writes into work.
-	// It goes to a file: a large closure's script is not held in memory.
+	defer prep.Tree.Close()
+	// The script goes to a file: a large closure's script is not held in
+	// memory. A streamed tree is complete once it is written; a whole
+	// one (under --optimise) is sized and its image made meanwhile.
+	// Every return waits for it: it writes into work.
 	scriptFile := filepath.Join(work, "script")
 	scriptDone := make(chan error, 1)
 	go func() {
@@ -310,12 +327,18 @@ func build(ctx context.Context, o Options, worstCase bool) (res *Result, err err
 		}
 		return err
 	}
-	phase("plan")
 	c, t := prep.Closure, prep.Tree
+	if t.Streamed() {
+		// The content is known once the script is written.
+		if err := scriptWait(); err != nil {
+			return nil, err
+		}
+	}
+	phase("plan")
 	stats := t.Stats()
 	log.printf("closure: %d store paths; content: %d directories, %d files, %d symlinks, %s",
 		len(c.Paths), stats.Dirs, stats.Files, stats.Symlinks, units.Bytes(stats.Bytes))
-	if big := bigFile(t); big != nil && version == (e2fs.Version{Major: 1, Minor: 47, Patch: 3}) {
+	if big := t.BigWrite(); big != nil && version == (e2fs.Version{Major: 1, Minor: 47, Patch: 3}) {
 		return nil, failed(fmt.Errorf("%s: %s is larger than 2 GiB, which e2fsprogs 1.47.3 cannot copy (\"Ext2 file too big\"); use e2fsprogs 1.47.4 or newer (or 1.47.2)", big.Path(), units.Bytes(big.Size)))
 	}
 
@@ -583,19 +606,6 @@ func without(list []string, drop ...string) []string {
 		}
 	}
 	return out
-}
-
-// bigFile returns a file over 2 GiB that debugfs' write copies (bulk
-// files do not go through write).
-func bigFile(t *plan.Tree) *plan.Node {
-	var big *plan.Node
-	t.Walk(func(n *plan.Node) bool {
-		if n.Kind == plan.File && !n.Bulk && n.Size > 2<<30 && big == nil {
-			big = n
-		}
-		return big == nil
-	})
-	return big
 }
 
 func createSparse(name string, size int64) error {

@@ -99,9 +99,8 @@ func (r *Report) fill(sb *e2fs.Superblock, c *closure.Closure, t *plan.Tree, nee
 		byPath[c.Paths[i].Path] = &c.Paths[i]
 	}
 	for _, n := range t.Store.Children() {
-		sub := &plan.Tree{Root: n, Store: t.Store}
-		nd := sub.Need(plan.Geometry{MetadataCsum: sb.Has("metadata_csum")})
-		sp := StorePathReport{Path: n.StorePath(), Inodes: nd.Inodes + 1, Blocks: nd.Blocks()}
+		nd := t.PathNeed(n, plan.Geometry{MetadataCsum: sb.Has("metadata_csum")})
+		sp := StorePathReport{Path: n.StorePath(), Inodes: nd.Inodes, Blocks: nd.Blocks()}
 		if p := byPath[sp.Path]; p != nil {
 			sp.NarSize, sp.NarHash = p.NarSize, p.NarHash
 		}

@@ -33,11 +33,6 @@ type Options struct {
 	// a newline, instead of Script.Phases[0] (which is then empty): a
 	// large closure's script need not be held in memory.
 	Spool io.Writer
-	// StorePath, when set, is called with each store path's node, in
-	// order, once the lines the first phase makes for it in place are
-	// written (those of the deferred entries of staged directories come
-	// after all of them). An error ends the generation.
-	StorePath func(top *plan.Node) error
 }
 
 // Merge is a staged directory whose deferred entries the first phase made
@@ -122,11 +117,12 @@ type gen struct {
 	spoolErr error
 	hostCwd  string
 	staging  string
-	// store is the tree's store directory, and onPath Options.StorePath.
-	store  *plan.Node
-	onPath func(*plan.Node) error
+	// tree is the tree the script is for, store its store directory.
+	tree  *plan.Tree
+	store *plan.Node
 	// merge is Options.Merge; stagedDirs lists the staged directories the
-	// first phase made, in the order of plan.Tree.Walk.
+	// first phase made, in the order of plan.Tree.Walk (a streamed tree
+	// keeps them, and their entries, but not always the way to them).
 	merge      bool
 	stagedDirs []*plan.Node
 	// made holds where the first phase made the files of chunk
@@ -149,20 +145,20 @@ func Generate(t *plan.Tree, opts Options) (*Script, error) {
 	if t.Root.Child(staging) != nil {
 		return nil, fmt.Errorf("the image root has an entry called %q, the name of the staging directory", staging)
 	}
-	g := &gen{staging: "/" + staging, empty: opts.Empty, store: t.Store, onPath: opts.StorePath, merge: opts.Merge}
+	g := &gen{staging: "/" + staging, empty: opts.Empty, tree: t, store: t.Store, merge: opts.Merge}
 	if opts.Spool != nil {
 		g.spool = bufio.NewWriterSize(opts.Spool, 256<<10)
 	}
 	// The root exists; give it its mode and owner.
 	g.attrs(".", t.Root, true)
-	if t.Root.Stage && g.merge {
+	if t.Root.Stage {
 		g.stagedDirs = append(g.stagedDirs, t.Root)
 	}
 	g.dir(t.Root)
 	g.cur = nil
 	g.cmd("cd", "/")
 	var merges []Merge
-	if len(g.stagedDirs) > 0 {
+	if g.merge && len(g.stagedDirs) > 0 {
 		merges = g.chunked()
 	}
 	g.linkCounts(t, false, (*plan.Node).Path)
@@ -178,15 +174,15 @@ func Generate(t *plan.Tree, opts Options) (*Script, error) {
 	s := &Script{Phases: [][]string{g.lines}, Spooled: g.spooled, Merges: merges}
 	// Each phase is a new debugfs, in the directory it was started in.
 	g.lines, g.hostCwd, g.phase, g.spool = nil, "", 1, nil
-	if t.HasStaged() && !opts.Merge {
+	if !g.merge && len(g.stagedDirs) > 0 {
 		g.cmd("cd", "/")
 		g.cmd("mkdir", staging)
-		t.Walk(func(n *plan.Node) bool {
-			if n.Kind == plan.Dir && n.Stage {
-				g.staged(n)
+		for _, n := range g.stagedDirs {
+			if g.err != nil {
+				break
 			}
-			return g.err == nil
-		})
+			g.staged(n)
+		}
 		g.cur = nil
 		g.cmd("cd", "/")
 		g.cmd("rmdir", g.staging)
@@ -209,13 +205,9 @@ func Generate(t *plan.Tree, opts Options) (*Script, error) {
 // to index (plan.PadName; Unpad removes them).
 func Late(t *plan.Tree, csum bool) ([]string, error) {
 	g := &gen{}
-	t.Walk(func(n *plan.Node) bool {
-		if pad := plan.PadName(n, csum); pad != "" {
-			g.cur = n
-			g.cmd("symlink", n.Path()+"/"+pad, "pad")
-		}
-		return g.err == nil
-	})
+	for _, p := range t.Pads(csum) {
+		g.cmd("symlink", p.Dir+"/"+p.Name, "pad")
+	}
 	t.Walk(func(n *plan.Node) bool {
 		if !n.Late || g.err != nil {
 			return g.err == nil
@@ -343,9 +335,22 @@ func (g *gen) dir(n *plan.Node) {
 		if g.err != nil {
 			return
 		}
+		if n != g.store {
+			g.entry(c)
+			continue
+		}
+		// A streamed tree reads the store paths while the script is
+		// written, and lets each go once its lines are (those of the
+		// deferred entries of staged directories come after all of
+		// them, from what the tree keeps of those).
+		var err error
+		if c, err = g.tree.Await(c); err != nil {
+			g.err = err
+			return
+		}
 		g.entry(c)
-		if n == g.store && g.onPath != nil && g.err == nil {
-			if err := g.onPath(c); err != nil {
+		if g.err == nil {
+			if err := g.tree.Release(c); err != nil {
 				g.err = err
 			}
 		}
@@ -364,7 +369,7 @@ func (g *gen) entry(c *plan.Node) {
 		g.cmd("mkdir", c.Name)
 		g.cmd("cd", ref(c.Name))
 		g.attrs(".", c, true)
-		if c.Stage && g.merge {
+		if c.Stage {
 			g.stagedDirs = append(g.stagedDirs, c)
 		}
 		g.dir(c)
@@ -804,12 +809,8 @@ func (g *gen) linkCounts(t *plan.Tree, final bool, name func(*plan.Node) string)
 // Unpad returns the commands that remove the padding entries Late made.
 func Unpad(t *plan.Tree, csum bool) ([]string, error) {
 	g := &gen{}
-	t.Walk(func(n *plan.Node) bool {
-		if pad := plan.PadName(n, csum); pad != "" {
-			g.cur = n
-			g.cmd("rm", n.Path()+"/"+pad)
-		}
-		return g.err == nil
-	})
+	for _, p := range t.Pads(csum) {
+		g.cmd("rm", p.Dir+"/"+p.Name)
+	}
 	return g.lines, g.err
 }

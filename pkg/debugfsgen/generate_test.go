@@ -1,6 +1,7 @@
 package debugfsgen
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -543,5 +544,106 @@ func TestGenerateSpool(t *testing.T) {
 	opts.Spool = failingWriter{}
 	if _, err := Generate(tree, opts); err == nil || !strings.Contains(err.Error(), "disk full") {
 		t.Errorf("spool that fails: %v, want its error", err)
+	}
+}
+
+// TestGenerateStreamed: the script of a streamed tree, whose store paths
+// are read while it is written and let go once their lines are, is the
+// script of the same tree walked whole.
+func TestGenerateStreamed(t *testing.T) {
+	root := t.TempDir()
+	var paths []string
+	for i, fill := range []func(dir string) error{
+		func(dir string) error {
+			if err := hostileFill(dir); err != nil {
+				return err
+			}
+			for i := 0; i < 300; i++ {
+				name := fmt.Sprintf("%s %03d", strings.Repeat("s", 40), i)
+				if err := os.WriteFile(filepath.Join(dir, "staged", name), []byte(strings.Repeat(fmt.Sprint(i), 1+i%5*3000)), 0o444); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+		func(dir string) error { return os.WriteFile(dir, []byte(strings.Repeat("f", 9000)), 0o444) },
+		func(dir string) error { return os.Symlink("/nix/store/elsewhere", dir) },
+		func(dir string) error { return hostileFill(dir) },
+	} {
+		sp := fmt.Sprintf("/nix/store/%032d-p", i)
+		if err := os.MkdirAll(filepath.Join(root, "nix", "store"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := fill(filepath.Join(root, sp)); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, sp)
+	}
+	empty := filepath.Join(t.TempDir(), "empty")
+	if err := os.WriteFile(empty, nil, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	popts := plan.Options{Root: root, StorePaths: paths, StageBytes: 1024, BulkBlocks: 2, DeferSmall: true}
+	// describe lists what a script says and names, node pointers aside.
+	describe := func(s *Script, tree *plan.Tree) string {
+		var b strings.Builder
+		for p := range s.Phases {
+			b.Write(s.Bytes(p))
+			b.WriteString("--\n")
+		}
+		fmt.Fprintf(&b, "writes %d\n", s.Writes)
+		for _, f := range s.Bulk {
+			fmt.Fprintf(&b, "bulk %s %d %d %d %v\n", f.Node.Path(), f.Phase, f.Write, f.Extents, f.Node.Data())
+		}
+		for _, m := range s.Merges {
+			fmt.Fprintf(&b, "merge %s %d\n", m.Dir.Path(), m.Extents)
+			for _, c := range m.Chunks {
+				fmt.Fprintf(&b, " chunk %s %d", c.Path, c.Extents)
+				for _, e := range c.Entries {
+					fmt.Fprintf(&b, " %q", e.Path())
+				}
+				b.WriteString("\n")
+			}
+		}
+		for _, csum := range []bool{false, true} {
+			late, err := Late(tree, csum)
+			unpad, uerr := Unpad(tree, csum)
+			fmt.Fprintf(&b, "late %q %v\nunpad %q %v\n", late, err, unpad, uerr)
+		}
+		return b.String()
+	}
+	for _, merge := range []bool{true, false} {
+		opts := Options{Merge: merge, Empty: func(uint32) (string, error) { return empty, nil }}
+		walked, err := plan.Walk(context.Background(), popts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := Generate(walked, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(want.Bulk) == 0 || !walked.HasStaged() {
+			t.Fatal("the test needs bulk files and staged directories")
+		}
+		spill, err := os.Create(filepath.Join(t.TempDir(), "spill"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer spill.Close()
+		streamed, err := plan.Stream(context.Background(), popts, spill)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer streamed.Close()
+		got, err := Generate(streamed, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g, w := describe(got, streamed), describe(want, walked); g != w {
+			t.Errorf("merge %v: the streamed tree's script differs:\n%s\nwant\n%s", merge, g, w)
+		}
+		if n := len(streamed.Store.Children()[3].Children()); n != 0 {
+			t.Errorf("merge %v: a released store path keeps %d entries in memory", merge, n)
+		}
 	}
 }

@@ -19,14 +19,17 @@ func entryBytes(n *Node) int64 {
 // two blocks before the middle e2fsck -D so that it comes out indexed:
 // seeds (and subdirectories, which are always made directly) fill a block
 // and a half.
-func (t *Tree) markStaged(limit int64) {
+func (t *Tree) markStaged(limit int64) { markStagedUnder(t.Root, limit) }
+
+// markStagedUnder is markStaged for the tree under dir.
+func markStagedUnder(dir *Node, limit int64) {
 	if limit == 0 {
 		limit = DefaultStageBytes
 	}
 	if limit < 0 {
 		return
 	}
-	t.Walk(func(n *Node) bool {
+	walkFrom(dir, func(n *Node) bool {
 		if n.Kind != Dir || entryBytes(n) <= limit {
 			return true
 		}
@@ -242,37 +245,11 @@ func peakExtra(entries int64, worst bool) int64 {
 func (t *Tree) Need(g Geometry) Need {
 	var need Need
 	t.Walk(func(n *Node) bool {
-		if n != t.Root && n.Primary() == nil {
-			need.Inodes++
+		if sum := t.sumOf(n); sum != nil {
+			need.add(sum.needs[g.index()])
+			return false
 		}
-		switch n.Kind {
-		case File:
-			if n.Primary() == nil {
-				need.DataBlocks += n.Blocks
-				need.ExtentBlocks += extentBlocks(n.Blocks, n.Runs)
-			}
-		case Symlink:
-			if len(n.Target()) >= 60 {
-				need.SymlinkBlocks++
-			}
-		case Dir:
-			e := entryBytes(n)
-			blocks := dirLayout(e, g.MetadataCsum)
-			need.ExtentBlocks += extentBlocks(blocks, blocks)
-			if n == t.Root {
-				blocks-- // mkfs made the first
-			}
-			need.DirBlocks += blocks
-			if n.Stage {
-				need.PeakBlocks += peakExtra(e, g.WorstCasePeak)
-				if g.Merge {
-					need.PeakInodes += int64(len(Chunks(n)))
-				}
-			}
-			if PadName(n, g.MetadataCsum) != "" {
-				need.PeakInodes++ // the padding entry, a fast symlink
-			}
-		}
+		addNeed(&need, n, g, n == t.Root)
 		return true
 	})
 	if t.HasStaged() {
@@ -282,10 +259,50 @@ func (t *Tree) Need(g Geometry) Need {
 	return need
 }
 
+// addNeed adds what node n takes by itself to need; root is set for the
+// tree's root.
+func addNeed(need *Need, n *Node, g Geometry, root bool) {
+	if !root && n.Primary() == nil {
+		need.Inodes++
+	}
+	switch n.Kind {
+	case File:
+		if n.Primary() == nil {
+			need.DataBlocks += n.Blocks
+			need.ExtentBlocks += extentBlocks(n.Blocks, n.Runs)
+		}
+	case Symlink:
+		if len(n.Target()) >= 60 {
+			need.SymlinkBlocks++
+		}
+	case Dir:
+		e := entryBytes(n)
+		blocks := dirLayout(e, g.MetadataCsum)
+		need.ExtentBlocks += extentBlocks(blocks, blocks)
+		if root {
+			blocks-- // mkfs made the first
+		}
+		need.DirBlocks += blocks
+		if n.Stage {
+			need.PeakBlocks += peakExtra(e, g.WorstCasePeak)
+			if g.Merge {
+				need.PeakInodes += int64(len(Chunks(n)))
+			}
+		}
+		if PadName(n, g.MetadataCsum) != "" {
+			need.PeakInodes++ // the padding entry, a fast symlink
+		}
+	}
+}
+
 // HasStaged reports whether any directory is staged.
 func (t *Tree) HasStaged() bool {
 	staged := false
 	t.Walk(func(n *Node) bool {
+		if sum := t.sumOf(n); sum != nil {
+			staged = staged || sum.staged
+			return false
+		}
 		staged = staged || n.Stage
 		return !staged
 	})

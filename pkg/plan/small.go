@@ -63,6 +63,10 @@ func (t *Tree) Settle(r *SmallReads) error {
 	defer r.mu.Unlock()
 	var estimated int64
 	t.Walk(func(n *Node) bool {
+		if sum := t.sumOf(n); sum != nil {
+			estimated += sum.estimated
+			return false
+		}
 		if n.Estimated {
 			estimated++
 		}
@@ -71,18 +75,53 @@ func (t *Tree) Settle(r *SmallReads) error {
 	if estimated != r.seen {
 		return fmt.Errorf("internal error: %d small files were left to be read during the build, and %d were read (please report this)", estimated, r.seen)
 	}
+	settle := func(n *Node) bool {
+		if n.Estimated {
+			n.Runs = min(n.Blocks, 1)
+			if c, ok := r.sparse[smallKeyOf(n.id, n.Size)]; ok {
+				n.Blocks, n.Runs = c[0], c[1]
+			}
+			n.Estimated = false
+		}
+		return true
+	}
+	return t.eachLoaded(func(n *Node, sum *summary) bool { return sum.estimated > 0 }, func(n *Node, sum *summary) {
+		if sum == nil {
+			settle(n)
+			return
+		}
+		// A released store path is settled in a copy read back, and
+		// summed up again.
+		walkFrom(n, settle)
+		need := summarize(n).needs
+		sum.needs, sum.estimated = need, 0
+	})
+}
+
+// eachLoaded calls fn with every node of the tree in the order of Walk,
+// sum nil; a store path the tree released is read back from the spill
+// (when want says so; it is skipped otherwise) and fn is called with its
+// copy and its summary instead, once.
+func (t *Tree) eachLoaded(want func(n *Node, sum *summary) bool, fn func(n *Node, sum *summary)) error {
+	var err error
 	t.Walk(func(n *Node) bool {
-		if !n.Estimated {
+		if err != nil {
+			return false
+		}
+		sum := t.sumOf(n)
+		if sum == nil {
+			fn(n, nil)
 			return true
 		}
-		n.Runs = min(n.Blocks, 1)
-		if c, ok := r.sparse[smallKeyOf(n.id, n.Size)]; ok {
-			n.Blocks, n.Runs = c[0], c[1]
+		if want(n, sum) {
+			var c *Node
+			if c, err = t.load(n, sum); err == nil {
+				fn(c, sum)
+			}
 		}
-		n.Estimated = false
-		return true
+		return false
 	})
-	return nil
+	return err
 }
 
 // CheckReadable opens the files the walk left unread (Options.DeferSmall)
@@ -91,7 +130,7 @@ func (t *Tree) Settle(r *SmallReads) error {
 // which it was and why.
 func (t *Tree) CheckReadable() error {
 	var err error
-	t.Walk(func(n *Node) bool {
+	check := func(n *Node) bool {
 		if err != nil {
 			return false
 		}
@@ -102,6 +141,16 @@ func (t *Tree) CheckReadable() error {
 			}
 		}
 		return true
+	}
+	lerr := t.eachLoaded(func(n *Node, sum *summary) bool { return err == nil && sum.estimated > 0 }, func(n *Node, sum *summary) {
+		if sum == nil {
+			check(n)
+		} else {
+			walkFrom(n, check)
+		}
 	})
-	return err
+	if err != nil {
+		return err
+	}
+	return lerr
 }

@@ -322,6 +322,8 @@ type Tree struct {
 	deferred bool
 	// hardLinks is set when a file has several names (see HardLinks).
 	hardLinks bool
+	// stream is set on a tree of Stream.
+	stream *stream
 }
 
 // HardLinks reports whether any file of the tree has several names (a
@@ -331,17 +333,16 @@ func (t *Tree) HardLinks() bool { return t.hardLinks }
 // Walk calls fn for every node in depth-first order, parents before their
 // children, children in name order. fn returning false skips a directory's
 // children.
-func (t *Tree) Walk(fn func(n *Node) bool) {
-	var walk func(n *Node)
-	walk = func(n *Node) {
-		if !fn(n) {
-			return
-		}
-		for _, c := range n.Children() {
-			walk(c)
-		}
+func (t *Tree) Walk(fn func(n *Node) bool) { walkFrom(t.Root, fn) }
+
+// walkFrom is Tree.Walk from n.
+func walkFrom(n *Node, fn func(n *Node) bool) {
+	if !fn(n) {
+		return
 	}
-	walk(t.Root)
+	for _, c := range n.Children() {
+		walkFrom(c, fn)
+	}
 }
 
 // Stats counts what the tree holds.
@@ -355,18 +356,27 @@ type Stats struct {
 func (t *Tree) Stats() Stats {
 	var s Stats
 	t.Walk(func(n *Node) bool {
-		switch {
-		case n.Kind == Dir:
-			s.Dirs++
-		case n.Kind == Symlink:
-			s.Symlinks++
-		case n.Primary() != nil:
-			s.HardLinks++
-		default:
-			s.Files++
-			s.Bytes += n.Size
+		if sum := t.sumOf(n); sum != nil {
+			s.add(sum.stats)
+			return false
 		}
+		addStats(&s, n)
 		return true
 	})
 	return s
+}
+
+// addStats counts node n in s.
+func addStats(s *Stats, n *Node) {
+	switch {
+	case n.Kind == Dir:
+		s.Dirs++
+	case n.Kind == Symlink:
+		s.Symlinks++
+	case n.Primary() != nil:
+		s.HardLinks++
+	default:
+		s.Files++
+		s.Bytes += n.Size
+	}
 }

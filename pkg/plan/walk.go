@@ -96,30 +96,15 @@ const DefaultStageBytes = 4 * BlockSize
 
 // Walk reads everything that goes into the image and plans it.
 func Walk(ctx context.Context, opts Options) (*Tree, error) {
-	storeDir := opts.StoreDir
-	if storeDir == "" {
-		storeDir = "/nix/store"
-	}
-	storeDir = filepath.Clean(storeDir)
-	if !filepath.IsAbs(storeDir) {
-		return nil, fmt.Errorf("store directory %q is not absolute", storeDir)
-	}
-	t := &Tree{Root: &Node{Kind: Dir, Perm: 0o755}}
-	store, err := t.Root.mkdirAll(storeDir)
+	t, storeDir, err := newTree(opts)
 	if err != nil {
 		return nil, err
 	}
-	store.Perm = 0o1775
-	store.GID = NixbldGID
-	t.Store = store
-
+	store := t.Store
 	w := &walker{ctx: ctx, opts: opts, buf: make([]byte, readWhole)}
-	t.small = opts.smallSize()
-	t.deferred = t.small >= 0
 	for _, sp := range opts.StorePaths {
-		name := strings.TrimPrefix(sp, storeDir+"/")
-		if name == sp || name == "" || strings.Contains(name, "/") || name == "." || name == ".." {
-			return nil, fmt.Errorf("store path %s is not directly under %s", sp, storeDir)
+		if _, err := storeName(sp, storeDir); err != nil {
+			return nil, err
 		}
 	}
 	if err := w.walkStore(store, storeDir); err != nil {
@@ -130,30 +115,8 @@ func Walk(ctx context.Context, opts Options) (*Tree, error) {
 			return nil, err
 		}
 	}
-	for _, e := range opts.Extra {
-		if !filepath.IsAbs(e.Path) || filepath.Clean(e.Path) != e.Path || e.Path == "/" {
-			return nil, fmt.Errorf("%s: not a clean absolute path in the image", e.Path)
-		}
-		dir, err := t.Root.mkdirAll(filepath.Dir(e.Path))
-		if err != nil {
-			return nil, err
-		}
-		if isUnder(e.Path, storeDir) {
-			return nil, fmt.Errorf("%s: inside the store directory", e.Path)
-		}
-		n, err := w.walk(e.Host, filepath.Base(e.Path), "", 0, 0)
-		if n != nil {
-			n.set(extra, true)
-		}
-		if err != nil {
-			return nil, err
-		}
-		if n.Kind != File {
-			return nil, fmt.Errorf("%s: %s is a %s, not a file", e.Path, e.Host, n.Kind)
-		}
-		if err := dir.add(n); err != nil {
-			return nil, err
-		}
+	if err := w.addExtra(t, storeDir); err != nil {
+		return nil, err
 	}
 	if err := w.scan(); err != nil {
 		return nil, err
@@ -164,6 +127,60 @@ func Walk(ctx context.Context, opts Options) (*Tree, error) {
 		t.optimise()
 	}
 	return t, nil
+}
+
+// newTree makes the tree of an image with nothing but its store
+// directory, and returns the store directory's path.
+func newTree(opts Options) (*Tree, string, error) {
+	storeDir := opts.StoreDir
+	if storeDir == "" {
+		storeDir = "/nix/store"
+	}
+	storeDir = filepath.Clean(storeDir)
+	if !filepath.IsAbs(storeDir) {
+		return nil, "", fmt.Errorf("store directory %q is not absolute", storeDir)
+	}
+	t := &Tree{Root: &Node{Kind: Dir, Perm: 0o755}}
+	store, err := t.Root.mkdirAll(storeDir)
+	if err != nil {
+		return nil, "", err
+	}
+	store.Perm = 0o1775
+	store.GID = NixbldGID
+	t.Store = store
+	t.small = opts.smallSize()
+	t.deferred = t.small >= 0
+	return t, storeDir, nil
+}
+
+// addExtra adds Options.Extra.
+func (w *walker) addExtra(t *Tree, storeDir string) error {
+	for _, e := range w.opts.Extra {
+		if !filepath.IsAbs(e.Path) || filepath.Clean(e.Path) != e.Path || e.Path == "/" {
+			return fmt.Errorf("%s: not a clean absolute path in the image", e.Path)
+		}
+		dir, err := t.Root.mkdirAll(filepath.Dir(e.Path))
+		if err != nil {
+			return err
+		}
+		if isUnder(e.Path, storeDir) {
+			return fmt.Errorf("%s: inside the store directory", e.Path)
+		}
+		n, err := w.walk(e.Host, filepath.Base(e.Path), "", 0, 0)
+		if n != nil {
+			n.set(extra, true)
+		}
+		if err != nil {
+			return err
+		}
+		if n.Kind != File {
+			return fmt.Errorf("%s: %s is a %s, not a file", e.Path, e.Host, n.Kind)
+		}
+		if err := dir.add(n); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // MaxBulkRuns is the most runs of data (between blocks of zeros) a bulk
@@ -210,10 +227,7 @@ func (w *walker) walkStore(store *Node, storeDir string) error {
 			buf := make([]byte, readWhole)
 			for i := range next {
 				sp := paths[i]
-				host := filepath.Join(w.opts.Root, sp)
-				if w.opts.Root == "" {
-					host = sp
-				}
+				host := hostOf(w.opts.Root, sp)
 				sub := &walker{ctx: w.ctx, opts: w.opts, buf: buf}
 				n, err := sub.walk(host, strings.TrimPrefix(sp, storeDir+"/"), sp, w.opts.UID, w.opts.GID)
 				results[i] = result{n, sub.files, sub.pending, err}
@@ -872,7 +886,7 @@ func (n *Node) sameSize(size int64) bool {
 // directory changes with the entries made or removed in it: the error
 // names such an entry when there is one, the directory otherwise.
 func (t *Tree) CheckUnchanged() error {
-	c := &unchangedCheck{}
+	c := &unchangedCheck{t: t}
 	c.visit(t.Root, -1, 0)
 	if c.err == nil {
 		c.err = c.dirErr
@@ -884,6 +898,7 @@ func (t *Tree) CheckUnchanged() error {
 // (err), and the first change of a directory's entries (dirErr), which
 // an entry's change named later takes precedence over.
 type unchangedCheck struct {
+	t           *Tree
 	err, dirErr error
 }
 
@@ -892,6 +907,14 @@ type unchangedCheck struct {
 // looked up from dirfd, that directory open (or by its path when dirfd
 // is -1).
 func (c *unchangedCheck) visit(n *Node, dirfd, depth int) {
+	if sum := c.t.sumOf(n); sum != nil {
+		// A store path the tree released is compared as read back.
+		var err error
+		if n, err = c.t.load(n, sum); err != nil {
+			c.err = err
+			return
+		}
+	}
 	if n.hasHost() && n.id.mode != 0 {
 		var st unix.Stat_t
 		var e error

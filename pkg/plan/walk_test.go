@@ -112,34 +112,43 @@ func TestCheckUnchanged(t *testing.T) {
 		}, "empty"},
 		{"store path vanished", func(p string) error { return os.RemoveAll(p) }, testStorePath},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			tree, p := walkStore(t, writeTree, Options{})
-			if err := tree.CheckUnchanged(); err != nil {
-				t.Fatalf("before any change: %v", err)
-			}
-			if err := tc.change(p); err != nil {
-				t.Fatal(err)
-			}
-			err := tree.CheckUnchanged()
-			if tc.path == "" {
-				if err != nil {
-					t.Fatalf("reported a change: %v", err)
+		for _, streamed := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/streamed=%v", tc.name, streamed), func(t *testing.T) {
+				tree, p := walkStore(t, writeTree, Options{})
+				if streamed {
+					// The same store, released to a spill.
+					tree = streamAll(t, Options{Root: strings.TrimSuffix(p, testStorePath), StorePaths: []string{testStorePath}})
+					if len(tree.Store.Children()[0].Children()) != 0 {
+						t.Fatal("a released store path keeps its entries in memory")
+					}
 				}
-				return
-			}
-			if err == nil {
-				t.Fatal("change not detected")
-			}
-			if !strings.Contains(err.Error(), tc.path) || !strings.Contains(err.Error(), testStorePath) {
-				t.Errorf("error does not name %s and the store path: %v", tc.path, err)
-			}
-			if !strings.Contains(err.Error(), "during the build") {
-				t.Errorf("error does not say what happened: %v", err)
-			}
-			if strings.Count(err.Error(), testStorePath) != 2 {
-				t.Errorf("error names the store path %d times, want 2 (its own name and the host path): %v", strings.Count(err.Error(), testStorePath), err)
-			}
-		})
+				if err := tree.CheckUnchanged(); err != nil {
+					t.Fatalf("before any change: %v", err)
+				}
+				if err := tc.change(p); err != nil {
+					t.Fatal(err)
+				}
+				err := tree.CheckUnchanged()
+				if tc.path == "" {
+					if err != nil {
+						t.Fatalf("reported a change: %v", err)
+					}
+					return
+				}
+				if err == nil {
+					t.Fatal("change not detected")
+				}
+				if !strings.Contains(err.Error(), tc.path) || !strings.Contains(err.Error(), testStorePath) {
+					t.Errorf("error does not name %s and the store path: %v", tc.path, err)
+				}
+				if !strings.Contains(err.Error(), "during the build") {
+					t.Errorf("error does not say what happened: %v", err)
+				}
+				if strings.Count(err.Error(), testStorePath) != 2 {
+					t.Errorf("error names the store path %d times, want 2 (its own name and the host path): %v", strings.Count(err.Error(), testStorePath), err)
+				}
+			})
+		}
 	}
 }
 
@@ -521,4 +530,30 @@ func TestNodeMemory(t *testing.T) {
 			t.Errorf("lib/big: bulk %v with runs %v", big.Bulk, big.Data())
 		}
 	}
+}
+
+// streamAll streams opts as a build does, taking and releasing every
+// store path in order, and returns the tree.
+func streamAll(t *testing.T, opts Options) *Tree {
+	t.Helper()
+	spill, err := os.Create(filepath.Join(t.TempDir(), "spill"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { spill.Close() })
+	tree, err := Stream(context.Background(), opts, spill)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tree.Close)
+	for _, c := range tree.Store.Children() {
+		n, err := tree.Await(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tree.Release(n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return tree
 }
