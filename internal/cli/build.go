@@ -220,11 +220,19 @@ func runBuild(ctx context.Context, env *Env, args []string) error {
 		return fmt.Errorf("--output %s: directory %s does not exist", f.output, filepath.Dir(f.output))
 	}
 	if os.Getenv("GOGC") == "" && os.Getenv("GOMEMLIMIT") == "" {
-		// The plan of a 100k-inode closure takes about 30 MB; by
-		// default the collector lets the heap grow to twice what is
-		// live. Collect earlier, and harder near the limit.
-		debug.SetGCPercent(50)
-		defer followLiveHeap(memoryLimit, 100*time.Millisecond)()
+		if o.Optimise {
+			// The whole plan is held (about 30 MB for 100k inodes):
+			// collect before the heap doubles, and harder near the
+			// limit.
+			debug.SetGCPercent(50)
+			defer followLiveHeap(memoryLimit, 100*time.Millisecond)()
+		} else {
+			// About one store path is held at a time, a few MB: the
+			// collector runs when the heap reaches the limit, rather
+			// than every few MB of garbage the walk makes.
+			debug.SetGCPercent(-1)
+			defer followLiveHeap(streamLimit, 100*time.Millisecond)()
+		}
 	}
 	res, err := build.Build(ctx, o)
 	if err != nil {
