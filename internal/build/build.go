@@ -463,15 +463,6 @@ func build(ctx context.Context, o Options, worstCase bool) (res *Result, err err
 		return nil, err
 	}
 	log.printf("hashed %d store paths, %s of NAR", len(c.Paths), units.Bytes(int64(c.NarBytes())))
-	if small != nil {
-		if err := t.Settle(small); err != nil {
-			if cause := sourceFault(t); cause != nil {
-				return nil, cause
-			}
-			return nil, err
-		}
-		need = t.Need(geometry)
-	}
 	phase("hash_wait")
 	var reg bytes.Buffer
 	if err := c.WriteRegistration(&reg); err != nil {
@@ -482,6 +473,19 @@ func build(ctx context.Context, o Options, worstCase bool) (res *Result, err err
 		return nil, hostSpace(err, dir)
 	}
 	prep.Registration.SetHost(regFile)
+	// The tree changes no more but for the counts of the small files,
+	// which settle it while the last debugfs runs and the checksums are
+	// added: only the checks of the finished image need them. (A streamed
+	// tree reads its store paths back for it.)
+	var (
+		settling  sync.WaitGroup
+		settleErr error
+	)
+	if small != nil {
+		settling.Add(1)
+		go func() { defer settling.Done(); settleErr = t.Settle(small) }()
+	}
+	defer settling.Wait()
 	late, err := debugfsgen.Late(t, csum)
 	if err != nil {
 		return nil, err
@@ -540,6 +544,16 @@ func build(ctx context.Context, o Options, worstCase bool) (res *Result, err err
 	unchanged.Wait()
 	if changedErr != nil {
 		return nil, changedErr
+	}
+	settling.Wait()
+	if settleErr != nil {
+		if cause := sourceFault(t); cause != nil {
+			return nil, cause
+		}
+		return nil, settleErr
+	}
+	if small != nil {
+		need = t.Need(geometry)
 	}
 	if err := checkContent(sb, need, geo, int64(reg.Len()), prep.Registration.Size); err != nil {
 		return nil, err

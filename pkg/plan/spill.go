@@ -59,8 +59,8 @@ func (t *Tree) Release(n *Node) error {
 	if s == nil || n.parent != t.Store {
 		return nil
 	}
-	if _, ok := s.sums[n]; ok {
-		return nil
+	if _, ok := s.sums[n]; ok || keptWhole(n) {
+		return nil // nothing to drop: it stays as walked
 	}
 	sum := summarize(n)
 	buf := encodeNode(nil, n)
@@ -95,6 +95,17 @@ func summarize(n *Node) *summary {
 		return true
 	})
 	return sum
+}
+
+// keptWhole reports whether prune would keep every node under n: every
+// directory with entries is staged (a store path of one large directory).
+func keptWhole(n *Node) bool {
+	whole := true
+	walkFrom(n, func(c *Node) bool {
+		whole = whole && (c.Kind != Dir || c.Stage || len(c.Children()) == 0)
+		return whole
+	})
+	return whole
 }
 
 // prune drops the children of every directory under n but the staged

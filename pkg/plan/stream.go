@@ -93,7 +93,10 @@ func Stream(ctx context.Context, opts Options, spill Spill) (*Tree, error) {
 	ctx, s.cancel = context.WithCancel(ctx)
 	s.ctx = ctx
 	workers := w.workers()
-	window := make(chan struct{}, 4*workers)
+	// The walk runs ahead of the caller by up to window store paths: a
+	// store path of large files to scan holds the caller up, not the
+	// other workers.
+	window := make(chan struct{}, 16*workers)
 	s.window = window
 	next := make(chan int)
 	for k := 0; k < workers; k++ {
