@@ -104,7 +104,8 @@ func (n *Node) trimMore() {
 	}
 }
 
-// Children of a directory, sorted bytewise by name.
+// Children of a directory, sorted bytewise by name (in a streamed tree,
+// those held in memory).
 func (n *Node) Children() []*Node {
 	if n.more == nil {
 		return nil
@@ -332,7 +333,8 @@ func (t *Tree) HardLinks() bool { return t.hardLinks }
 
 // Walk calls fn for every node in depth-first order, parents before their
 // children, children in name order. fn returning false skips a directory's
-// children.
+// children. In a streamed tree it sees only the nodes held in memory (see
+// Stream).
 func (t *Tree) Walk(fn func(n *Node) bool) { walkFrom(t.Root, fn) }
 
 // walkFrom is Tree.Walk from n.
