@@ -53,14 +53,16 @@ func (t *Tree) sumOf(n *Node) *summary {
 // Release is called with a store path of a streamed tree (see Stream)
 // once the caller is done with its content: the tree sums it up, writes
 // it to the spill and drops its nodes but Bulk files and staged
-// directories with their entries. On other trees it does nothing.
+// directories with their entries. A store path with nothing to drop (one
+// staged directory, or a file) stays as it is; on other trees Release
+// does nothing.
 func (t *Tree) Release(n *Node) error {
 	s := t.stream
 	if s == nil || n.parent != t.Store {
 		return nil
 	}
 	if _, ok := s.sums[n]; ok || keptWhole(n) {
-		return nil // nothing to drop: it stays as walked
+		return nil // released already, or nothing to drop
 	}
 	sum := summarize(n)
 	buf := encodeNode(nil, n)

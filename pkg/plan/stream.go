@@ -171,7 +171,8 @@ type streamed struct {
 	err error
 }
 
-// walkOne reads store path sp, whose top entry is top, as Walk does.
+// walkOne reads store path sp, whose top entry Stream looked at as first,
+// as Walk does, and scans and marks its files and directories.
 func (s *stream) walkOne(ctx context.Context, opts Options, store, first *Node, sp string, buf, scanBuf []byte) streamed {
 	sub := &walker{ctx: ctx, opts: opts, buf: buf}
 	n, err := sub.walk(hostOf(opts.Root, sp), first.Name, sp, opts.UID, opts.GID)
@@ -226,9 +227,10 @@ func (w *walker) outside(t *Tree, storeDir string) error {
 	return nil
 }
 
-// Await waits until the store path top (a child of the store directory)
-// is read, puts it in place of top and returns it; a streamed tree only
-// (see Stream). The error is the walk's for that store path.
+// Await waits until the store path n (a child of the store directory) is
+// read, puts what was read in place of n and returns it. On a tree that
+// is not streamed (see Stream) it returns n. The error is the walk's for
+// that store path.
 func (t *Tree) Await(n *Node) (*Node, error) {
 	s := t.stream
 	if s == nil || n.parent != t.Store {
