@@ -16,7 +16,7 @@ const memoryLimit = 180 << 20
 // hold about one store path of the plan at a time; the collector runs
 // only to stay under it. (At GOGC=50 instead, a live heap of 10-20 MB had
 // the collector take about 0.5 s of CPU while the benchmark closure was
-// walked, and the build 0.4 s longer.)
+// walked, and the build about 0.6 s longer.)
 const streamLimit = 48 << 20
 
 // limitFor is the soft memory limit for a live heap of live bytes: base,
