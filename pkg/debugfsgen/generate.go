@@ -120,10 +120,9 @@ type gen struct {
 	// tree is the tree the script is for, store its store directory.
 	tree  *plan.Tree
 	store *plan.Node
-	// merge is Options.Merge; stagedDirs lists the staged directories the
-	// first phase made, in the order of plan.Tree.Walk (a streamed tree
-	// keeps them, and their entries, but not always the way to them).
-	merge      bool
+	// stagedDirs lists the staged directories the first phase made, in
+	// the order of plan.Tree.Walk (a streamed tree keeps them, and their
+	// entries, but not always the way to them).
 	stagedDirs []*plan.Node
 	// made holds where the first phase made the files of chunk
 	// directories that hard links are made to.
@@ -145,7 +144,7 @@ func Generate(t *plan.Tree, opts Options) (*Script, error) {
 	if t.Root.Child(staging) != nil {
 		return nil, fmt.Errorf("the image root has an entry called %q, the name of the staging directory", staging)
 	}
-	g := &gen{staging: "/" + staging, empty: opts.Empty, tree: t, store: t.Store, merge: opts.Merge}
+	g := &gen{staging: "/" + staging, empty: opts.Empty, tree: t, store: t.Store}
 	if opts.Spool != nil {
 		g.spool = bufio.NewWriterSize(opts.Spool, 256<<10)
 	}
@@ -158,7 +157,7 @@ func Generate(t *plan.Tree, opts Options) (*Script, error) {
 	g.cur = nil
 	g.cmd("cd", "/")
 	var merges []Merge
-	if g.merge && len(g.stagedDirs) > 0 {
+	if opts.Merge && len(g.stagedDirs) > 0 {
 		merges = g.chunked()
 	}
 	g.linkCounts(t, false, (*plan.Node).Path)
@@ -174,7 +173,7 @@ func Generate(t *plan.Tree, opts Options) (*Script, error) {
 	s := &Script{Phases: [][]string{g.lines}, Spooled: g.spooled, Merges: merges}
 	// Each phase is a new debugfs, in the directory it was started in.
 	g.lines, g.hostCwd, g.phase, g.spool = nil, "", 1, nil
-	if !g.merge && len(g.stagedDirs) > 0 {
+	if !opts.Merge && len(g.stagedDirs) > 0 {
 		g.cmd("cd", "/")
 		g.cmd("mkdir", staging)
 		for _, n := range g.stagedDirs {

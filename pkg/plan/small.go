@@ -91,10 +91,14 @@ func (t *Tree) Settle(r *SmallReads) error {
 			return
 		}
 		// A released store path is settled in a copy read back, and
-		// summed up again.
-		walkFrom(n, settle)
-		need := summarize(n).needs
-		sum.needs, sum.estimated = need, 0
+		// its needs summed up again.
+		var needs [8]Need
+		walkFrom(n, func(c *Node) bool {
+			settle(c)
+			addNeeds(&needs, c)
+			return true
+		})
+		sum.needs, sum.estimated = needs, 0
 	})
 }
 

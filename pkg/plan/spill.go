@@ -80,9 +80,7 @@ func (t *Tree) Release(n *Node) error {
 func summarize(n *Node) *summary {
 	sum := &summary{}
 	walkFrom(n, func(c *Node) bool {
-		for i := range sum.needs {
-			addNeed(&sum.needs[i], c, geometryOf(i), false)
-		}
+		addNeeds(&sum.needs, c)
 		addStats(&sum.stats, c)
 		sum.staged = sum.staged || c.Stage
 		if c.Estimated {
@@ -97,6 +95,13 @@ func summarize(n *Node) *summary {
 		return true
 	})
 	return sum
+}
+
+// addNeeds adds what node c, in a store path, takes in each geometry.
+func addNeeds(needs *[8]Need, c *Node) {
+	for i := range needs {
+		addNeed(&needs[i], c, geometryOf(i), false)
+	}
 }
 
 // keptWhole reports whether prune would keep every node under n: every

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -61,10 +60,10 @@ func Stream(ctx context.Context, opts Options, spill Spill) (*Tree, error) {
 		if i > 0 && paths[i-1] == sp {
 			return nil, fmt.Errorf("%s: two entries of that name", filepath.Join(storeDir, name))
 		}
-		var st unix.Stat_t
 		host := hostOf(opts.Root, sp)
-		if err := unix.Lstat(host, &st); err != nil {
-			return nil, fmt.Errorf("%s: %w", describe(host, sp), &os.PathError{Op: "lstat", Path: host, Err: err})
+		st, err := lstatAt(unix.AT_FDCWD, host, host, sp)
+		if err != nil {
+			return nil, err
 		}
 		kind := File
 		switch st.Mode & unix.S_IFMT {
@@ -200,9 +199,7 @@ func (w *walker) scanInline(buf []byte) error {
 		if err := w.ctx.Err(); err != nil {
 			return err
 		}
-		src := n.source()
-		open := func() (int, error) { return n.openAt(unix.AT_FDCWD, src.host, src) }
-		if err := scanSafely(n, src, buf, false, w.opts.BulkBlocks, open); err != nil {
+		if err := w.scanOne(n, buf); err != nil {
 			return err
 		}
 	}

@@ -594,9 +594,7 @@ func (w *walker) scan() error {
 			defer wg.Done()
 			buf := make([]byte, 1<<20)
 			for n := range jobs {
-				src := n.source()
-				open := func() (int, error) { return n.openAt(unix.AT_FDCWD, src.host, src) }
-				if err := scanSafely(n, src, buf, w.opts.Optimise, w.opts.BulkBlocks, open); err != nil {
+				if err := w.scanOne(n, buf); err != nil {
 					mu.Lock()
 					if firstErr == nil {
 						firstErr = err
@@ -622,6 +620,13 @@ func (w *walker) scan() error {
 		return firstErr
 	}
 	return w.ctx.Err()
+}
+
+// scanOne scans the pending file n, reading it into buf.
+func (w *walker) scanOne(n *Node, buf []byte) error {
+	src := n.source()
+	open := func() (int, error) { return n.openAt(unix.AT_FDCWD, src.host, src) }
+	return scanSafely(n, src, buf, w.opts.Optimise, w.opts.BulkBlocks, open)
 }
 
 // scanSafely is scanFile with a bug turned into an error: a panic in a
