@@ -8,13 +8,25 @@
 # is all it takes to survive names with blanks and quotes.
 # The seed's paths are /nix/store/...: in a private mount namespace the
 # corpus' nix directory is bound over /nix, so find prints the very paths
-# the image gets (needs root). Deviations: the registration is made before
+# the image gets (needs root; a machine without /nix gets an empty /nix
+# for the run). Deviations: the registration is made before
 # the clock starts (the seed ran a Perl helper), `grep -E` for `egrep`,
 # `exit 1` for `return 1`.
 # Env: CORPUS, OUT; OUT/nix-path-registration.
 set -e
 if [ -z "${SEED_NS:-}" ]; then
-	exec unshare -m --propagation private env SEED_NS=1 bash "$0" "$@"
+	# A machine without /nix gets the mount point for the run.
+	made=
+	if ! [ -e /nix ]; then
+		mkdir /nix
+		made=1
+	fi
+	status=0
+	unshare -m --propagation private env SEED_NS=1 bash "$0" "$@" || status=$?
+	if [ -n "$made" ]; then
+		rmdir /nix
+	fi
+	exit "$status"
 fi
 mount --bind "$CORPUS/root/nix" /nix
 cd "$OUT"
