@@ -116,17 +116,17 @@ func (m *merger) prepare(image *os.File, fsBlocks uint64, inodes map[*plan.Node]
 			if len(found) != len(c.Entries) {
 				return nil, fmt.Errorf("%s: %s holds %d entries, %d were made", d.Dir.Path(), c.Path, len(found), len(c.Entries))
 			}
-			for _, n := range c.Entries {
+			for _, ce := range c.Entries {
 				// Without the filetype feature, entries carry no type.
-				e, ok := found[n.Name]
-				if !ok || e.ino == 0 || (e.ftype != 0 && e.ftype != fileType(n.Kind)) {
-					return nil, fmt.Errorf("%s: %s: entry %q missing or of the wrong type (%+v)", d.Dir.Path(), c.Path, n.Name, e)
+				e, ok := found[ce.Name]
+				if !ok || e.ino == 0 || (e.ftype != 0 && e.ftype != fileType(ce.Kind)) {
+					return nil, fmt.Errorf("%s: %s: entry %q missing or of the wrong type (%+v)", d.Dir.Path(), c.Path, ce.Name, e)
 				}
-				if n.Links > 1 {
-					inodes[n] = uint64(e.ino)
+				if ce.Node != nil {
+					inodes[ce.Node] = uint64(e.ino)
 				}
 				// The tree's copy of the name: the chunk's goes with it.
-				e.name = n.Name
+				e.name = ce.Name
 				entries = append(entries, e)
 			}
 		}

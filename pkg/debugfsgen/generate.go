@@ -49,9 +49,20 @@ type Merge struct {
 // Chunk is a chunk directory and the entries made in it, in order.
 type Chunk struct {
 	Path    string
-	Entries []*plan.Node
+	Entries []ChunkEntry
 	// Extents indexes the "ex -l" command that lists its blocks.
 	Extents int
+}
+
+// ChunkEntry is an entry made in a chunk directory, as much of it as the
+// merge needs: a streamed tree lets the staged directory's nodes go once
+// the script is written (plan.Tree.ReleaseStaged).
+type ChunkEntry struct {
+	Name string
+	Kind plan.Kind
+	// Node is the entry's node when other names link to its file
+	// (Links > 1); nil otherwise.
+	Node *plan.Node
 }
 
 // BulkFile is a Bulk file of the tree as the script leaves it: created
@@ -195,6 +206,10 @@ func Generate(t *plan.Tree, opts Options) (*Script, error) {
 	}
 	s.Writes = g.writes
 	s.Bulk = g.bulk
+	// The merges need only what Chunk keeps of the entries.
+	for _, n := range g.stagedDirs {
+		t.ReleaseStaged(n)
+	}
 	return s, nil
 }
 
@@ -677,12 +692,16 @@ func (g *gen) chunked() []Merge {
 		}
 		m := Merge{Dir: n}
 		for _, entries := range chunks {
-			c := Chunk{Path: fmt.Sprintf("%s/%d", g.staging, k), Entries: entries}
+			c := Chunk{Path: fmt.Sprintf("%s/%d", g.staging, k), Entries: make([]ChunkEntry, len(entries))}
 			k++
 			g.cur = n
 			g.cmd("mkdir", c.Path)
 			g.cmd("cd", c.Path)
-			for _, e := range entries {
+			for i, e := range entries {
+				c.Entries[i] = ChunkEntry{Name: e.Name, Kind: e.Kind}
+				if e.Links > 1 {
+					c.Entries[i].Node = e
+				}
 				g.cur = e
 				g.checkName(e)
 				if p := e.Primary(); e.Kind == plan.File && p != nil {
@@ -736,8 +755,8 @@ func MergeLines(t *plan.Tree, s *Script, from, blocks []uint64, ino func(*plan.N
 			g.cmd("unlink", c.Path)
 			staging = path.Dir(c.Path)
 			for _, e := range c.Entries {
-				if e.Links > 1 {
-					merged[e] = true
+				if e.Node != nil {
+					merged[e.Node] = true
 				}
 			}
 		}

@@ -408,12 +408,17 @@ func TestGenerateMerge(t *testing.T) {
 		t.Fatalf("%d phases, %d merges: want 1 phase and merges", len(s.Phases), len(s.Merges))
 	}
 	lines := s.Phases[0]
-	inChunk := map[*plan.Node]string{}
+	inChunk := map[string]string{}  // entry path → chunk
+	linked := map[*plan.Node]bool{} // entries whose files have other names
 	for _, m := range s.Merges {
-		var want, got []*plan.Node
+		var want, got []ChunkEntry
 		for _, c := range m.Dir.Children() {
 			if c.Deferred {
-				want = append(want, c)
+				e := ChunkEntry{Name: c.Name, Kind: c.Kind}
+				if c.Links > 1 {
+					e.Node = c
+				}
+				want = append(want, e)
 			}
 		}
 		for _, c := range m.Chunks {
@@ -421,10 +426,14 @@ func TestGenerateMerge(t *testing.T) {
 				t.Errorf("chunk %s: listed by %q", c.Path, lines[c.Extents])
 			}
 			for _, e := range c.Entries {
-				if _, dup := inChunk[e]; dup {
-					t.Errorf("%s in two chunks", e.Path())
+				p := m.Dir.Path() + "/" + e.Name
+				if _, dup := inChunk[p]; dup {
+					t.Errorf("%s in two chunks", p)
 				}
-				inChunk[e] = c.Path
+				inChunk[p] = c.Path
+				if e.Node != nil {
+					linked[e.Node] = true
+				}
 			}
 			got = append(got, c.Entries...)
 		}
@@ -448,7 +457,7 @@ func TestGenerateMerge(t *testing.T) {
 	}
 	ino := map[*plan.Node]uint64{}
 	next := uint64(100)
-	for n := range inChunk {
+	for n := range linked {
 		ino[n], next = next, next+1
 	}
 	remove, grow, exLines, err := MergeLines(tree, s, from, blocks, func(n *plan.Node) uint64 { return ino[n] })
@@ -600,7 +609,7 @@ func TestGenerateStreamed(t *testing.T) {
 			for _, c := range m.Chunks {
 				fmt.Fprintf(&b, " chunk %s %d", c.Path, c.Extents)
 				for _, e := range c.Entries {
-					fmt.Fprintf(&b, " %q", e.Path())
+					fmt.Fprintf(&b, " %q %v %v", m.Dir.Path()+"/"+e.Name, e.Kind, e.Node != nil)
 				}
 				b.WriteString("\n")
 			}
@@ -644,6 +653,15 @@ func TestGenerateStreamed(t *testing.T) {
 		}
 		if n := len(streamed.Store.Children()[3].Children()); n != 0 {
 			t.Errorf("merge %v: a released store path keeps %d entries in memory", merge, n)
+		}
+		// The script written, its staged directories' entries go too.
+		for _, m := range got.Merges {
+			if n := len(m.Dir.Children()); n != 0 {
+				t.Errorf("%s keeps %d entries in memory", m.Dir.Path(), n)
+			}
+		}
+		if merge && len(got.Merges) == 0 {
+			t.Error("no merge")
 		}
 	}
 }

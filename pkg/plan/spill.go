@@ -53,9 +53,9 @@ func (t *Tree) sumOf(n *Node) *summary {
 // Release is called with a store path of a streamed tree (see Stream)
 // once the caller is done with its content: the tree sums it up, writes
 // it to the spill and drops its nodes but Bulk files and staged
-// directories with their entries. A store path with nothing to drop (one
-// staged directory, or a file) stays as it is; on other trees Release
-// does nothing.
+// directories with their entries (see ReleaseStaged). A store path with
+// nothing to drop (one staged directory, or a file) stays as it is; on
+// other trees Release does nothing.
 func (t *Tree) Release(n *Node) error {
 	s := t.stream
 	if s == nil || n.parent != t.Store {
@@ -74,6 +74,22 @@ func (t *Tree) Release(n *Node) error {
 	s.sums[n] = sum
 	prune(n)
 	return nil
+}
+
+// ReleaseStaged drops the entries of n, a staged directory in a store
+// path Release let go of, once the script no longer needs them (the
+// spill holds them). Elsewhere, and on other trees, it does nothing.
+func (t *Tree) ReleaseStaged(n *Node) {
+	if t.stream == nil || n.Kind != Dir || !n.Stage || n.more == nil {
+		return
+	}
+	top := n
+	for top.parent != nil && top.parent != t.Store {
+		top = top.parent
+	}
+	if t.sumOf(top) != nil {
+		n.more.children = nil
+	}
 }
 
 // summarize sums up the tree under the store path n.

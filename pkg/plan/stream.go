@@ -28,8 +28,9 @@ type Spill interface {
 // Await before it looks at a store path's content, Release once it is
 // done with it (debugfsgen.Generate does both). Release sums up the store
 // path, writes it to spill and drops its nodes, but for those the script
-// still needs (Bulk files, and staged directories with their entries),
-// so that the tree in memory stays about the size of one store path.
+// still needs (Bulk files, and staged directories with their entries
+// until ReleaseStaged), so that the tree in memory stays about the size
+// of one store path.
 //
 // The tree's methods see the released store paths as they were walked:
 // Need, Stats, HasStaged and Pads from their sums, Settle,
