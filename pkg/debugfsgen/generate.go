@@ -146,7 +146,10 @@ type gen struct {
 }
 
 // Generate writes the script that populates an image, freshly made by
-// mkfs, with the tree. Its first line runs in the root directory.
+// mkfs, with the tree. Its first line runs in the root directory. A
+// streamed tree (plan.Stream) is taken in order and let go of as the
+// script is written: its store paths with plan.Tree.Await and Release,
+// their staged directories' entries with ReleaseStaged at the end.
 func Generate(t *plan.Tree, opts Options) (*Script, error) {
 	staging := opts.Staging
 	if staging == "" {
